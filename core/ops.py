@@ -1,0 +1,106 @@
+"""The one catalogue of operations. The MCP tools, ``labdeck call`` and the dashboard's
+actions are all generated from or bound to the entries registered here.
+
+An operation is a typed async function ``handler(ctx, params) -> result`` plus the flags
+that drive the safety policy and the MCP ``ToolAnnotations``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
+
+from pydantic import BaseModel
+
+from core.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from core.service import OpContext
+
+Backend = Literal["pve", "truenas"]
+P = TypeVar("P", bound=BaseModel)
+R = TypeVar("R", bound=BaseModel)
+Handler = Callable[["OpContext", Any], Awaitable[BaseModel]]
+
+
+@dataclass(frozen=True, slots=True)
+class Operation:
+    name: str
+    summary: str
+    description: str
+    params: type[BaseModel]
+    result: type[BaseModel]
+    handler: Handler
+    read_only: bool
+    destructive: bool = False
+    idempotent: bool = False
+    backend: Backend = "pve"
+
+    @property
+    def access(self) -> str:
+        if self.read_only:
+            return "read"
+        return "write!" if self.destructive else "write"
+
+
+_CATALOGUE: dict[str, Operation] = {}
+
+
+def operation(
+    name: str,
+    *,
+    summary: str,
+    params: type[P],
+    result: type[R],
+    read_only: bool,
+    destructive: bool = False,
+    idempotent: bool = False,
+    backend: Backend = "pve",
+) -> Callable[[Callable[[OpContext, P], Awaitable[R]]], Callable[[OpContext, P], Awaitable[R]]]:
+    """Register ``handler`` in the catalogue. Its docstring is the description models read."""
+
+    def register(
+        handler: Callable[[OpContext, P], Awaitable[R]],
+    ) -> Callable[[OpContext, P], Awaitable[R]]:
+        if name in _CATALOGUE:
+            raise RuntimeError(f"operation {name} registered twice")
+        description = (handler.__doc__ or summary).strip()
+        _CATALOGUE[name] = Operation(
+            name=name,
+            summary=summary,
+            description=" ".join(line.strip() for line in description.splitlines()).strip(),
+            params=params,
+            result=result,
+            handler=handler,
+            read_only=read_only,
+            destructive=destructive,
+            idempotent=idempotent,
+            backend=backend,
+        )
+        return handler
+
+    return register
+
+
+def _load() -> None:
+    # Importing the modules registers their operations.
+    import core.pve_ops  # noqa: F401
+
+
+def catalogue() -> dict[str, Operation]:
+    """All operations by name, in registration order."""
+    if not _CATALOGUE:
+        _load()
+    return dict(_CATALOGUE)
+
+
+def get_operation(name: str) -> Operation:
+    ops = catalogue()
+    if name not in ops:
+        close = [n for n in ops if name.replace("-", "_") in n or n in name]
+        hint = (
+            f"Did you mean {', '.join(close[:3])}?" if close else "Run `labdeck ops` to list them."
+        )
+        raise InvalidInput(f"unknown operation {name!r}.", hint=hint)
+    return ops[name]

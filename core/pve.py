@@ -1,0 +1,464 @@
+"""Async Proxmox VE API client: one shared ``httpx.AsyncClient`` per cluster.
+
+- token auth (``PVEAPIToken=`` header), TLS verified by default (CA bundle or SHA-256 pin);
+- every error mapped in one place (:func:`_raise_for_response`) to ``core.errors`` types whose
+  messages say what to do — and never contain the token secret;
+- idempotent GETs retried with backoff within a small budget; writes are never retried;
+- a short TTL cache with request coalescing for hot reads (``/cluster/resources``);
+- UPID tasks awaited with a growing poll interval, progress callbacks and a timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import ssl
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+from pydantic import SecretStr
+
+from core.config import PveSettings
+from core.errors import (
+    AuthError,
+    InvalidInput,
+    LabdeckError,
+    NotFound,
+    PermissionDenied,
+    ServerError,
+    TaskFailed,
+    TaskTimeout,
+    TLSError,
+    Unreachable,
+)
+from core.secrets import resolve_secret
+from core.tls import insecure_context, pinned_context_for, verifying_context
+
+log = logging.getLogger("labdeck.pve")
+
+_UPID = re.compile(
+    r"^UPID:(?P<node>[a-zA-Z0-9](?:[a-zA-Z0-9\-]*[a-zA-Z0-9])?):(?P<pid>[0-9A-F]{8}):"
+    r"(?P<pstart>[0-9A-F]{8,9}):(?P<starttime>[0-9A-F]{8}):(?P<type>[^:\s]+):"
+    r"(?P<id>[^:\s]*):(?P<user>[^:\s]+):$"
+)
+_PERMISSION = re.compile(r"Permission check failed \((?P<path>[^,]+), (?P<priv>[^)]+)\)")
+_NOT_FOUND_HINTS = (
+    "does not exist",
+    "no such",
+    "hostname lookup",
+    "not found",
+)
+_RETRY_STATUSES = frozenset({502, 503, 504})
+_GET_RETRIES = 2
+
+ProgressFn = Callable[[float, str], Awaitable[None] | None]
+
+
+@dataclass(frozen=True, slots=True)
+class UpidInfo:
+    node: str
+    type: str
+    id: str
+    user: str
+    starttime: int
+
+
+def parse_upid(upid: str) -> UpidInfo:
+    m = _UPID.match(upid)
+    if not m:
+        raise InvalidInput(
+            "not a Proxmox task id.",
+            fields={"upid": "expected 'UPID:node:pid:pstart:starttime:type:id:user:'"},
+        )
+    return UpidInfo(
+        node=m["node"],
+        type=m["type"],
+        id=m["id"],
+        user=m["user"],
+        starttime=int(m["starttime"], 16),
+    )
+
+
+def _message_of(response: httpx.Response) -> str:
+    """PVE puts the error in the reason phrase and (since 5.2) the JSON ``message``."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and isinstance(body.get("message"), str) and body["message"].strip():
+        return str(body["message"]).strip()
+    return response.reason_phrase.strip() or f"HTTP {response.status_code}"
+
+
+def _field_errors(response: httpx.Response) -> dict[str, str]:
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    errors = body.get("errors") if isinstance(body, dict) else None
+    if isinstance(errors, dict):
+        return {str(k): str(v).strip() for k, v in errors.items()}
+    return {}
+
+
+class PveClient:
+    """One cluster. Use as ``async with PveClient(settings) as pve:``."""
+
+    def __init__(
+        self,
+        settings: PveSettings,
+        *,
+        secret: SecretStr | None = None,
+        max_concurrency: int = 8,
+        cache_ttl_s: float = 2.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        if not settings.configured or settings.host is None:
+            raise LabdeckError(
+                "no Proxmox VE host configured.",
+                hint="Set [pve] host in config.toml or PROXMOX_HOST, or run `labdeck demo`.",
+            )
+        if not settings.user or not settings.token_name:
+            raise LabdeckError(
+                "Proxmox VE token incomplete: user and token_name are both needed.",
+                hint="Set [pve] user = 'labdeck@pve' and token_name = 'dashboard' "
+                "(or PROXMOX_USER / PROXMOX_TOKEN_NAME).",
+            )
+        self.settings = settings
+        self._secret = secret or resolve_secret(
+            value=settings.token_value,
+            file=settings.token_file,
+            keyring_entry=settings.token_keyring,
+            what="Proxmox VE token secret",
+            setting_names="token_value / PROXMOX_TOKEN_VALUE, token_file, token_keyring",
+        )
+        host = settings.host
+        netloc = f"[{host}]" if ":" in host else host
+        self.base_url = f"https://{netloc}:{settings.port}/api2/json"
+        self.token_id = settings.token_id
+        self._transport = transport
+        self._client: httpx.AsyncClient | None = None
+        self._client_lock = asyncio.Lock()
+        self._limit = asyncio.Semaphore(max_concurrency)
+        self._cache_ttl_s = cache_ttl_s
+        self._cache: dict[str, tuple[float, Any]] = {}
+        self._inflight: dict[str, asyncio.Future[Any]] = {}
+        #: number of HTTP requests sent (for benchmarks and the N+1 tests)
+        self.requests_sent = 0
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def __aenter__(self) -> PveClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    async def _ssl_context(self) -> ssl.SSLContext:
+        s = self.settings
+        assert s.host is not None
+        if s.fingerprint:
+            return await pinned_context_for(s.host, s.port, s.fingerprint, s.timeout_s)
+        if not s.verify_ssl:
+            return insecure_context(self.base_url)
+        return verifying_context(s.ca_bundle)
+
+    async def _http(self) -> httpx.AsyncClient:
+        if self._client is not None:
+            return self._client
+        async with self._client_lock:
+            if self._client is None:
+                ctx = await self._ssl_context()
+                secret = self._secret.get_secret_value()
+                self._client = httpx.AsyncClient(
+                    base_url=self.base_url,
+                    verify=ctx,
+                    # Our own trust settings only: no proxies or CA files picked up by surprise.
+                    trust_env=False,
+                    timeout=httpx.Timeout(self.settings.timeout_s, connect=5.0),
+                    limits=httpx.Limits(max_connections=16, max_keepalive_connections=8),
+                    headers={
+                        "Authorization": f"PVEAPIToken={self.token_id}={secret}",
+                        "Accept": "application/json",
+                        "User-Agent": "labdeck",
+                    },
+                    transport=self._transport,
+                )
+        return self._client
+
+    # ------------------------------------------------------------------ requests
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        params: dict[str, Any] | None = None,
+        *,
+        envelope: bool = False,
+    ) -> Any:
+        """Send one request and return its ``data``. Writes are sent once, never retried."""
+        method = method.upper()
+        clean = {k: _encode_param(v) for k, v in (params or {}).items() if v is not None}
+        attempts = 1 + (_GET_RETRIES if method == "GET" else 0)
+        for attempt in range(attempts):
+            try:
+                response = await self._send(method, path, clean)
+            except _Transient as exc:
+                if attempt + 1 < attempts:
+                    await asyncio.sleep(0.2 * 3**attempt)
+                    continue
+                raise exc.error from None
+            if response.status_code in _RETRY_STATUSES and attempt + 1 < attempts:
+                await asyncio.sleep(0.2 * 3**attempt)
+                continue
+            _raise_for_response(response, method, path, self.token_id)
+            try:
+                body = response.json()
+            except ValueError:
+                raise ServerError(
+                    f"{method} {path}: the server sent a response that is not JSON.",
+                    status=response.status_code,
+                ) from None
+            if not isinstance(body, dict) or "data" not in body:
+                raise ServerError(f"{method} {path}: response lacks the 'data' envelope.")
+            return body if envelope else body["data"]
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _send(self, method: str, path: str, params: dict[str, Any]) -> httpx.Response:
+        client = await self._http()
+        async with self._limit:
+            self.requests_sent += 1
+            try:
+                if method in ("GET", "DELETE"):
+                    return await client.request(method, path, params=params)
+                return await client.request(method, path, data=params)
+            except httpx.ConnectError as exc:
+                raise _Transient(_connect_error(exc, self.base_url)) from None
+            except httpx.TimeoutException:
+                error = Unreachable(
+                    f"{method} {path} timed out after {self.settings.timeout_s:g} s.",
+                    hint="The server or network is slow; raise [pve] timeout_s or retry.",
+                )
+                if method != "GET":
+                    # The write may have happened: say so rather than pretend it failed.
+                    error.hint = (
+                        "The request may still have been applied; check the task list "
+                        "before trying again."
+                    )
+                raise _Transient(error) from None
+            except httpx.TransportError as exc:
+                raise _Transient(
+                    Unreachable(
+                        f"{method} {path}: connection to {self.base_url} failed "
+                        f"({exc.__class__.__name__}).",
+                        hint="Check the network and that pveproxy is running.",
+                    )
+                ) from None
+
+    async def get(self, path: str, params: dict[str, Any] | None = None) -> Any:
+        return await self.request("GET", path, params)
+
+    async def post(self, path: str, params: dict[str, Any] | None = None) -> Any:
+        result = await self.request("POST", path, params)
+        self.invalidate()
+        return result
+
+    async def put(self, path: str, params: dict[str, Any] | None = None) -> Any:
+        result = await self.request("PUT", path, params)
+        self.invalidate()
+        return result
+
+    async def delete(self, path: str, params: dict[str, Any] | None = None) -> Any:
+        result = await self.request("DELETE", path, params)
+        self.invalidate()
+        return result
+
+    async def cached_get(self, path: str, params: dict[str, Any] | None = None) -> Any:
+        """GET through the TTL cache; concurrent callers of the same URL share one request."""
+        key = path + "?" + "&".join(f"{k}={v}" for k, v in sorted((params or {}).items()))
+        hit = self._cache.get(key)
+        now = time.monotonic()
+        if hit is not None and now - hit[0] < self._cache_ttl_s:
+            return hit[1]
+        pending = self._inflight.get(key)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._inflight[key] = future
+        try:
+            data = await self.get(path, params)
+        except BaseException as exc:
+            if not future.done():
+                future.set_exception(exc)
+                future.exception()  # mark retrieved: waiters (if any) re-raise it themselves
+            raise
+        else:
+            self._cache[key] = (time.monotonic(), data)
+            future.set_result(data)
+            return data
+        finally:
+            self._inflight.pop(key, None)
+
+    def invalidate(self) -> None:
+        """Forget cached reads (after any write)."""
+        self._cache.clear()
+
+    # ------------------------------------------------------------------ tasks
+
+    async def task_status(self, upid: str) -> dict[str, Any]:
+        info = parse_upid(upid)
+        data = await self.get(f"/nodes/{info.node}/tasks/{quote(upid, safe='')}/status")
+        return dict(data)
+
+    async def task_log(self, upid: str, *, start: int = 0, limit: int = 50) -> list[str]:
+        info = parse_upid(upid)
+        lines = await self.get(
+            f"/nodes/{info.node}/tasks/{quote(upid, safe='')}/log",
+            {"start": start, "limit": limit},
+        )
+        return [str(line.get("t", "")) for line in lines or []]
+
+    async def task_log_tail(self, upid: str, lines: int = 10) -> list[str]:
+        """The last ``lines`` lines of a task log (the envelope's ``total`` says where they are)."""
+        info = parse_upid(upid)
+        path = f"/nodes/{info.node}/tasks/{quote(upid, safe='')}/log"
+        body = await self.request("GET", path, {"start": 0, "limit": lines}, envelope=True)
+        total = int(body.get("total") or 0)
+        if total > lines:
+            body = await self.request(
+                "GET", path, {"start": total - lines, "limit": lines}, envelope=True
+            )
+        return [str(line.get("t", "")) for line in body.get("data") or []]
+
+    async def wait_task(
+        self,
+        upid: str,
+        *,
+        timeout_s: float = 120.0,
+        progress: ProgressFn | None = None,
+        raise_on_failure: bool = True,
+    ) -> dict[str, Any]:
+        """Poll a task until it stops. Interval grows 0.05 s -> 1 s; raises on failure/timeout."""
+        interval = 0.05
+        started = time.monotonic()
+        deadline = started + timeout_s
+        while True:
+            status = await self.task_status(upid)
+            if status.get("status") == "stopped":
+                break
+            now = time.monotonic()
+            if progress is not None:
+                result = progress(now - started, f"task {status.get('type', '')} running")
+                if result is not None:
+                    await result
+            if now >= deadline:
+                raise TaskTimeout(
+                    f"task {upid} still running after {timeout_s:g} s; it may still finish.",
+                    upid=upid,
+                    hint="Check it later with pve_task_status.",
+                )
+            await asyncio.sleep(min(interval, max(deadline - now, 0.01)))
+            interval = min(interval * 1.6, 1.0)
+        exitstatus = status.get("exitstatus")
+        if raise_on_failure and exitstatus != "OK" and not str(exitstatus).startswith("WARNINGS"):
+            tail = await self.task_log_tail(upid)
+            raise TaskFailed(
+                f"task failed: {exitstatus}",
+                upid=upid,
+                exitstatus=str(exitstatus) if exitstatus is not None else None,
+                log_tail=tail,
+            )
+        return status
+
+
+class _Transient(Exception):
+    """Internal: a transport failure that a GET may retry."""
+
+    def __init__(self, error: LabdeckError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _encode_param(value: Any) -> Any:
+    """PVE wants booleans as 0/1 and lists as repeated keys."""
+    if isinstance(value, bool):
+        return 1 if value else 0
+    if isinstance(value, (list, tuple)):
+        return [_encode_param(v) for v in value]
+    return value
+
+
+def _connect_error(exc: httpx.ConnectError, base_url: str) -> LabdeckError:
+    text = str(exc)
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return TLSError(
+                f"the certificate of {base_url} is not trusted ({cause.verify_message}).",
+                hint="Set [pve] ca_bundle to the cluster CA (/etc/pve/pve-root-ca.pem) or pin it "
+                "with fingerprint = '<SHA-256 from the node's Certificates panel>'.",
+            )
+        if isinstance(cause, ssl.SSLError):
+            return TLSError(f"TLS handshake with {base_url} failed ({cause.reason}).")
+        cause = cause.__cause__ or cause.__context__
+    if "CERTIFICATE_VERIFY_FAILED" in text:
+        return TLSError(
+            f"the certificate of {base_url} is not trusted.",
+            hint="Set [pve] ca_bundle or fingerprint.",
+        )
+    return Unreachable(
+        f"cannot connect to {base_url} ({text or exc.__class__.__name__}).",
+        hint="Check host and port, that pveproxy runs, and firewalls.",
+    )
+
+
+def _raise_for_response(response: httpx.Response, method: str, path: str, token_id: str) -> None:
+    """Map PVE's status codes and messages to our error types. The one place that does it."""
+    status = response.status_code
+    if status < 400:
+        return
+    message = _message_of(response)
+    what = f"{method} {path}"
+    if status == 401:
+        raise AuthError(
+            f"Proxmox VE refused the API token {token_id} ({message}).",
+            hint="Check user, token_name and the secret; the token may be revoked or expired.",
+        )
+    if status == 403:
+        m = _PERMISSION.search(message)
+        if m:
+            raise PermissionDenied(
+                f"token {token_id} lacks {m['priv']} on {m['path']}.",
+                privilege=m["priv"],
+                path=m["path"],
+                hint=f"Grant a role with {m['priv']} on {m['path']} "
+                f"(pveum acl modify {m['path']} --tokens '{token_id}' --roles ROLE).",
+            )
+        raise PermissionDenied(f"{what}: permission denied ({message}).")
+    if status == 400:
+        fields = _field_errors(response)
+        if "upid" in fields and "no such task" in fields["upid"]:
+            raise NotFound("no such task.", hint="The task may have been rotated out of the log.")
+        raise InvalidInput(f"Proxmox VE rejected the parameters of {what}.", fields=fields)
+    if status == 501:
+        raise ServerError(
+            f"{what} is not implemented by this server ({message}).",
+            status=status,
+            hint="The Proxmox VE version may be too old for this operation.",
+        )
+    lowered = message.lower()
+    if status == 500 and any(marker in lowered for marker in _NOT_FOUND_HINTS):
+        raise NotFound(message.rstrip(".") + ".")
+    if status == 595 or status == 596:
+        raise Unreachable(f"{what}: a cluster node did not answer ({message}).")
+    raise ServerError(f"{what} failed: {message}.", status=status)

@@ -1,0 +1,259 @@
+"""``Labdeck``: the one entry point every face calls.
+
+It owns the cluster clients of one profile, parses parameters (clear errors before any
+request), applies the policy, runs the operation, and writes the audit line.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from core.audit import AuditLog
+from core.config import Profile
+from core.errors import ConfigError, InvalidInput, LabdeckError, NotFound
+from core.models import Guest, Inventory, NodeInfo, StorageInfo
+from core.ops import Operation, get_operation
+from core.policy import Policy
+from core.pve import ProgressFn, PveClient
+
+Face = str  # "cli" | "tui" | "mcp"
+
+
+@dataclass(slots=True)
+class OpContext:
+    """What a handler gets besides its params."""
+
+    service: Labdeck
+    progress: ProgressFn | None = None
+
+    @property
+    def pve(self) -> PveClient:
+        return self.service.pve
+
+    async def report(self, elapsed_s: float, message: str) -> None:
+        if self.progress is not None:
+            result = self.progress(elapsed_s, message)
+            if result is not None:
+                await result
+
+
+def parse_params(op: Operation, raw: Mapping[str, Any] | BaseModel | None) -> BaseModel:
+    """Validate parameters; every problem is named by its field."""
+    if isinstance(raw, op.params):
+        return raw
+    data = raw.model_dump() if isinstance(raw, BaseModel) else dict(raw or {})
+    try:
+        return op.params.model_validate(data)
+    except ValidationError as exc:
+        fields: dict[str, str] = {}
+        for err in exc.errors(include_url=False, include_input=False):
+            where = ".".join(str(p) for p in err["loc"]) or "params"
+            msg = err["msg"]
+            if err["type"] == "extra_forbidden":
+                allowed = ", ".join(op.params.model_fields)
+                msg = f"unknown parameter (accepted: {allowed or 'none'})"
+            fields[where] = msg
+        raise InvalidInput(f"invalid parameters for {op.name}:", fields=fields) from None
+
+
+def _tags(raw: Any) -> list[str]:
+    if not raw:
+        return []
+    return [t for t in str(raw).replace(",", ";").replace(" ", ";").split(";") if t]
+
+
+def inventory_from_resources(resources: list[dict[str, Any]]) -> Inventory:
+    nodes: list[NodeInfo] = []
+    guests: list[Guest] = []
+    storages: list[StorageInfo] = []
+    pools: list[str] = []
+    for item in resources:
+        kind = item.get("type")
+        if kind == "node":
+            nodes.append(NodeInfo.model_validate(item))
+        elif kind in ("qemu", "lxc"):
+            guests.append(
+                Guest(
+                    vmid=int(item["vmid"]),
+                    name=str(item.get("name") or f"{kind}-{item['vmid']}"),
+                    node=str(item.get("node", "")),
+                    kind=kind,
+                    status=str(item.get("status", "unknown")),
+                    cpu=float(item.get("cpu") or 0.0),
+                    maxcpu=float(item.get("maxcpu") or 0),
+                    mem=int(item.get("mem") or 0),
+                    maxmem=int(item.get("maxmem") or 0),
+                    disk=int(item.get("disk") or 0),
+                    maxdisk=int(item.get("maxdisk") or 0),
+                    uptime=int(item.get("uptime") or 0),
+                    netin=int(item.get("netin") or 0),
+                    netout=int(item.get("netout") or 0),
+                    tags=_tags(item.get("tags")),
+                    pool=item.get("pool") or None,
+                    template=bool(item.get("template") or 0),
+                    lock=item.get("lock") or None,
+                )
+            )
+        elif kind == "storage":
+            storages.append(
+                StorageInfo(
+                    storage=str(item.get("storage", "")),
+                    node=str(item.get("node", "")),
+                    plugintype=str(item.get("plugintype", "")),
+                    status=str(item.get("status", "")),
+                    shared=bool(item.get("shared") or 0),
+                    content=str(item.get("content", "")),
+                    disk=int(item.get("disk") or 0),
+                    maxdisk=int(item.get("maxdisk") or 0),
+                )
+            )
+        elif kind == "pool":
+            pools.append(str(item.get("pool") or item.get("id", "").removeprefix("/pool/")))
+    nodes.sort(key=lambda n: n.node)
+    guests.sort(key=lambda g: g.vmid)
+    storages.sort(key=lambda s: (s.node, s.storage))
+    return Inventory(nodes=nodes, guests=guests, storages=storages, pools=sorted(pools))
+
+
+class Labdeck:
+    """One profile's clients + policy + audit. ``async with Labdeck(profile, face=...)``."""
+
+    def __init__(
+        self,
+        profile: Profile,
+        *,
+        face: Face,
+        allow_writes: bool | None = None,
+        audit: AuditLog | None = None,
+        how_to_allow: str = "Allow writes with --allow-writes or [policy] allow_writes = true.",
+        pve: PveClient | None = None,
+    ) -> None:
+        self.profile = profile
+        self.face = face
+        self.policy = Policy(
+            allow_writes=profile.policy.allow_writes if allow_writes is None else allow_writes,
+            protected=tuple(profile.policy.protected),
+        )
+        self.audit = audit
+        self.how_to_allow = how_to_allow
+        self._pve = pve
+
+    async def __aenter__(self) -> Labdeck:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        if self._pve is not None:
+            await self._pve.aclose()
+
+    @property
+    def pve(self) -> PveClient:
+        if self._pve is None:
+            if not self.profile.pve.configured:
+                raise ConfigError(
+                    f"profile {self.profile.name!r} has no Proxmox VE cluster configured.",
+                    hint="Add a [pve] section to config.toml (see README), or run `labdeck demo`.",
+                )
+            self._pve = PveClient(self.profile.pve)
+        return self._pve
+
+    # -------------------------------------------------------------- inventory
+
+    async def inventory(self) -> Inventory:
+        """Nodes, guests, storages and pools from one ``GET /cluster/resources`` (TTL-cached)."""
+        resources = await self.pve.cached_get("/cluster/resources")
+        return inventory_from_resources(list(resources or []))
+
+    async def find_guest(self, vmid: int, node: str | None = None) -> Guest:
+        inventory = await self.inventory()
+        guest = inventory.guest(vmid)
+        if guest is None:
+            raise NotFound(
+                f"no guest with vmid {vmid} in this cluster.",
+                hint="List guests with pve_list_guests (labdeck call pve_list_guests).",
+            )
+        if node is not None and guest.node != node:
+            known = {n.node for n in inventory.nodes}
+            if node not in known:
+                raise NotFound(
+                    f"no node named {node!r}.", hint=f"Nodes: {', '.join(sorted(known))}."
+                )
+            raise NotFound(
+                f"guest {vmid} is on node {guest.node}, not {node}.",
+                hint="Omit node (labdeck finds it) or pass the right one.",
+            )
+        return guest
+
+    # -------------------------------------------------------------- operations
+
+    async def call(
+        self,
+        name: str | Operation,
+        params: Mapping[str, Any] | BaseModel | None = None,
+        *,
+        confirmed: bool = False,
+        progress: ProgressFn | None = None,
+    ) -> BaseModel:
+        op = get_operation(name) if isinstance(name, str) else name
+        parsed = parse_params(op, params)
+        if op.read_only:
+            return await op.handler(OpContext(self, progress), parsed)
+        return await self._write(op, parsed, confirmed=confirmed, progress=progress)
+
+    async def _write(
+        self,
+        op: Operation,
+        parsed: BaseModel,
+        *,
+        confirmed: bool,
+        progress: ProgressFn | None,
+    ) -> BaseModel:
+        started = time.monotonic()
+        entry: dict[str, Any] = {
+            "face": self.face,
+            "profile": self.profile.name,
+            "operation": op.name,
+            "params": parsed.model_dump(mode="json", exclude_none=True),
+        }
+        try:
+            self.policy.check_operation(op, confirmed=confirmed, how_to_allow=self.how_to_allow)
+            vmid = getattr(parsed, "vmid", None)
+            if isinstance(vmid, int):
+                guest = await self.find_guest(vmid, getattr(parsed, "node", None))
+                entry["target"] = f"{guest.kind}/{guest.vmid}@{guest.node}"
+                self.policy.check_guest(op, guest)
+            result = await op.handler(OpContext(self, progress), parsed)
+        except LabdeckError as exc:
+            entry.update(
+                outcome="refused" if exc.kind in ("policy", "confirmation_required") else "error",
+                error=exc.kind,
+                message=exc.message,
+            )
+            upid = getattr(exc, "upid", None)
+            if upid:
+                entry["upid"] = upid
+            self._audit(entry, started)
+            raise
+        except BaseException as exc:
+            entry.update(outcome="error", error=type(exc).__name__)
+            self._audit(entry, started)
+            raise
+        dumped = result.model_dump(mode="json")
+        entry.update(outcome="ok", upid=dumped.get("upid"), changed=dumped.get("changed"))
+        self._audit(entry, started)
+        return result
+
+    def _audit(self, entry: dict[str, Any], started: float) -> None:
+        if self.audit is not None:
+            entry["duration_s"] = round(time.monotonic() - started, 3)
+            self.audit.record(entry)
+
+
+ProgressCallback = Callable[[float, str], Awaitable[None] | None]

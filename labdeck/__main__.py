@@ -1,0 +1,5 @@
+import sys
+
+from labdeck.cli import main
+
+sys.exit(main())

@@ -1,0 +1,380 @@
+"""``labdeck`` command line: wires settings, the core, the faces and the simulator.
+
+Imports are lazy so that ``labdeck --help`` and ``labdeck ops`` start fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from labdeck import __version__
+
+if TYPE_CHECKING:
+    from core.config import Profile
+    from core.errors import LabdeckError
+    from core.service import Labdeck
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+_NO_CONFIG = """\
+labdeck has no cluster configured yet.
+
+  Try it on the built-in simulator:   labdeck demo
+  Or configure a Proxmox VE cluster in {path}:
+
+      [pve]
+      host = "pve1.example.lan"
+      user = "labdeck@pve"
+      token_name = "dashboard"
+      token_file = "~/.config/labdeck/pve-token"   # chmod 600
+      ca_bundle = "~/.config/labdeck/pve-root-ca.pem"
+
+  or set PROXMOX_HOST, PROXMOX_USER, PROXMOX_TOKEN_NAME, PROXMOX_TOKEN_VALUE.
+  See README.md, "Connect to a real cluster".
+"""
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="labdeck",
+        description="Dashboard and MCP server for Proxmox VE (and TrueNAS), on one async core.",
+        epilog="With no command, opens the dashboard on the configured cluster.",
+    )
+    parser.add_argument("--version", action="version", version=f"labdeck {__version__}")
+    parser.add_argument("--config", metavar="PATH", help="config file (default: XDG config dir)")
+    parser.add_argument("--profile", metavar="NAME", help="profile to use (default: 'default')")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug output to stderr")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    sub.add_parser("demo", help="dashboard on the embedded simulator (no config, no network)")
+
+    mcp = sub.add_parser(
+        "mcp", help="MCP server (stdio by default); read-only unless --allow-writes"
+    )
+    mcp.add_argument("--demo", action="store_true", help="serve the embedded simulator")
+    mcp.add_argument("--transport", choices=["stdio", "streamable-http"], default="stdio")
+    mcp.add_argument("--host", default="127.0.0.1", help="HTTP bind address (streamable-http)")
+    mcp.add_argument("--port", type=int, default=8000, help="HTTP port (streamable-http)")
+    mcp.add_argument("--allow-writes", action="store_true", help="allow tools that change state")
+
+    call = sub.add_parser("call", help="run one catalogue operation: labdeck call OP key=value ...")
+    call.add_argument("op", metavar="OP", help="operation name (see `labdeck ops`)")
+    call.add_argument("args", nargs="*", metavar="key=value", help="parameters")
+    call.add_argument("--json", action="store_true", help="print the result as JSON")
+    call.add_argument("--demo", action="store_true", help="run against the embedded simulator")
+    call.add_argument(
+        "--allow-writes", action="store_true", help="allow operations that change state"
+    )
+    call.add_argument("--yes", action="store_true", help="confirm disruptive operations")
+
+    ops = sub.add_parser("ops", help="list the operations catalogue")
+    ops.add_argument("--json", action="store_true", help="print as JSON (with parameter schemas)")
+
+    sim = sub.add_parser("sim", help="run the Proxmox VE simulator alone and print how to reach it")
+    sim.add_argument("--host", default="127.0.0.1")
+    sim.add_argument("--port", type=int, default=8006)
+    sim.add_argument("--nodes", type=int, default=3)
+    sim.add_argument("--guests", type=int, default=24)
+    sim.add_argument("--seed", type=int, default=7)
+    sim.add_argument("--speed", type=float, default=1.0, help="simulated seconds per second")
+    return parser
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING,
+        stream=sys.stderr,
+        format="labdeck: %(levelname)s: %(message)s",
+    )
+    if not verbose:
+        for noisy in ("httpx", "httpcore", "mcp", "uvicorn"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _print_error(error: LabdeckError, *, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(error.to_dict()))
+    else:
+        print(f"labdeck: error: {error.message}", file=sys.stderr)
+        for name, why in sorted(getattr(error, "fields", {}).items()):
+            print(f"  {name}: {why}", file=sys.stderr)
+        if error.hint:
+            print(f"  {error.hint}", file=sys.stderr)
+
+
+def _exit_code(error: LabdeckError) -> int:
+    return EXIT_USAGE if error.kind in ("invalid_input", "config") else EXIT_FAILED
+
+
+def _load_profile(args: argparse.Namespace) -> Profile:
+    from pathlib import Path
+
+    from core.config import load_settings
+
+    settings = load_settings(Path(args.config).expanduser() if args.config else None)
+    return settings.resolve(args.profile)
+
+
+def _audit_log() -> Any:
+    from core.audit import AuditLog
+    from core.config import state_dir
+
+    return AuditLog(state_dir() / "audit.jsonl")
+
+
+# ------------------------------------------------------------------ commands
+
+
+def _cmd_dashboard(args: argparse.Namespace, *, demo: bool) -> int:
+    from core.service import Labdeck
+
+    handle = None
+    if demo:
+        from labdeck.demo import demo_profile, start_demo
+
+        handle = start_demo()
+        profile = demo_profile(handle, allow_writes=True)
+    else:
+        profile = _load_profile(args)
+        if not profile.pve.configured:
+            from core.config import default_config_path
+
+            print(_NO_CONFIG.format(path=args.config or default_config_path()), file=sys.stderr)
+            return EXIT_USAGE
+    try:
+        from tui.app import run_dashboard
+
+        run_dashboard(Labdeck(profile, face="tui", audit=_audit_log()))
+    finally:
+        if handle is not None:
+            handle.stop()
+    return EXIT_OK
+
+
+def _cmd_mcp(args: argparse.Namespace) -> int:
+    from core.service import Labdeck
+
+    handle = None
+    if args.demo:
+        from labdeck.demo import demo_profile, start_demo
+
+        handle = start_demo()
+        profile = demo_profile(handle, allow_writes=args.allow_writes)
+    else:
+        profile = _load_profile(args)
+    allow_writes = args.allow_writes or profile.policy.allow_writes
+    audit = _audit_log()
+
+    def factory() -> Labdeck:
+        return Labdeck(
+            profile,
+            face="mcp",
+            allow_writes=allow_writes,
+            audit=audit,
+            how_to_allow="The MCP server is read-only: restart it with `labdeck mcp --allow-writes`"
+            " (or set allow_writes = true in [policy]) to allow this.",
+        )
+
+    try:
+        import mcp_server
+
+        mcp_server.run(
+            factory,
+            transport=args.transport,
+            allow_writes=allow_writes,
+            host=args.host,
+            port=args.port,
+        )
+    finally:
+        if handle is not None:
+            handle.stop()
+    return EXIT_OK
+
+
+def parse_assignments(op_params: Any, pairs: Sequence[str]) -> dict[str, Any]:
+    """``key=value`` words -> a dict; JSON values are decoded, lists may be comma-separated."""
+    from core.errors import InvalidInput
+
+    values: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or not key:
+            raise InvalidInput(
+                f"cannot read {pair!r}: parameters are written key=value.",
+                hint="Example: labdeck call pve_guest_status vmid=100",
+            )
+        value: Any = raw
+        if raw[:1] in "[{":
+            try:
+                value = json.loads(raw)
+            except json.JSONDecodeError:
+                raise InvalidInput(
+                    f"{key}: {raw!r} is not valid JSON.", hint='Example: fields=\'["vmid","name"]\''
+                ) from None
+        else:
+            field = op_params.model_fields.get(key)
+            if field is not None and "list" in str(field.annotation):
+                value = [item for item in raw.split(",") if item]
+        values[key] = value
+    return values
+
+
+def _render_human(result: Any) -> str:
+    from core.models import Table
+
+    if isinstance(result, Table):
+        cells = [[("" if v is None else str(v)) for v in row] for row in result.rows]
+        widths = [len(c) for c in result.columns]
+        for row in cells:
+            widths = [max(w, len(v)) for w, v in zip(widths, row, strict=True)]
+        lines = ["  ".join(c.upper().ljust(w) for c, w in zip(result.columns, widths, strict=True))]
+        lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in cells]
+        footer = f"{len(result.rows)} of {result.total}"
+        if result.next_cursor:
+            footer += f" (next page: cursor={result.next_cursor})"
+        return "\n".join([*(line.rstrip() for line in lines), footer])
+    data = result.model_dump(mode="json")
+    lines = []
+    for key, value in data.items():
+        if isinstance(value, (list, dict)):
+            value = json.dumps(value)
+        lines.append(f"{key}: {value}")
+    return "\n".join(lines)
+
+
+def _cmd_call(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from core.errors import LabdeckError
+    from core.ops import get_operation
+    from core.service import Labdeck, parse_params
+
+    handle = None
+    try:
+        op = get_operation(args.op)
+        params = parse_params(op, parse_assignments(op.params, args.args))
+        if args.demo:
+            from labdeck.demo import demo_profile, start_demo
+
+            handle = start_demo(speed=20.0)
+            profile = demo_profile(handle, allow_writes=False)
+        else:
+            profile = _load_profile(args)
+        allow = True if args.allow_writes else None
+        service = Labdeck(
+            profile,
+            face="cli",
+            allow_writes=allow,
+            audit=_audit_log(),
+            how_to_allow="Add --allow-writes (or set allow_writes = true in [policy]).",
+        )
+
+        def progress(elapsed_s: float, message: str) -> None:
+            print(f"labdeck: {message} ({elapsed_s:.1f} s)", file=sys.stderr)
+
+        async def run() -> Any:
+            async with service:
+                return await service.call(op, params, confirmed=args.yes, progress=progress)
+
+        try:
+            result = asyncio.run(run())
+        except KeyboardInterrupt:
+            print("labdeck: interrupted", file=sys.stderr)
+            return 130
+        if args.json:
+            print(result.model_dump_json(indent=2))
+        else:
+            print(_render_human(result))
+        return EXIT_OK
+    except LabdeckError as error:
+        if error.kind == "confirmation_required":
+            error.hint = "Add --yes to confirm."
+        _print_error(error, as_json=args.json)
+        return _exit_code(error)
+    finally:
+        if handle is not None:
+            handle.stop()
+
+
+def _cmd_ops(args: argparse.Namespace) -> int:
+    from core.ops import catalogue
+
+    ops = catalogue()
+    if args.json:
+        print(
+            json.dumps(
+                [
+                    {
+                        "name": op.name,
+                        "summary": op.summary,
+                        "read_only": op.read_only,
+                        "destructive": op.destructive,
+                        "idempotent": op.idempotent,
+                        "params": op.params.model_json_schema(),
+                    }
+                    for op in ops.values()
+                ],
+                indent=2,
+            )
+        )
+        return EXIT_OK
+    width = max(len(name) for name in ops)
+    for op in ops.values():
+        print(f"{op.name.ljust(width)}  {op.access.ljust(6)}  {op.summary}")
+    print("\nread: changes nothing; write: needs --allow-writes; write!: also --yes (disruptive)")
+    return EXIT_OK
+
+
+def _cmd_sim(args: argparse.Namespace) -> int:
+    from simulator import SimulatorConfig
+    from simulator.cli import run_forever
+
+    config = SimulatorConfig(
+        host=args.host,
+        port=args.port,
+        nodes=args.nodes,
+        guests=args.guests,
+        seed=args.seed,
+        speed=args.speed,
+    )
+    return run_forever(config, print_fn=lambda line: print(line, flush=True))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    _setup_logging(args.verbose)
+    from core.errors import LabdeckError
+
+    try:
+        if args.command is None:
+            return _cmd_dashboard(args, demo=False)
+        if args.command == "demo":
+            return _cmd_dashboard(args, demo=True)
+        if args.command == "mcp":
+            return _cmd_mcp(args)
+        if args.command == "call":
+            return _cmd_call(args)
+        if args.command == "ops":
+            return _cmd_ops(args)
+        if args.command == "sim":
+            return _cmd_sim(args)
+    except LabdeckError as error:
+        _print_error(error, as_json=False)
+        return _exit_code(error)
+    except KeyboardInterrupt:
+        return 130
+    parser.error(f"unknown command {args.command}")
+    return EXIT_USAGE  # pragma: no cover
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,11 @@
+"""A faithful Proxmox VE API simulator on loopback HTTPS (``labdeck demo``, tests).
+
+Public API::
+
+    from simulator import Simulator, SimulatorConfig, start_in_thread
+"""
+
+from simulator.config import DemoToken, SimulatorConfig
+from simulator.server import Simulator, SimulatorHandle, start_in_thread
+
+__all__ = ["DemoToken", "Simulator", "SimulatorConfig", "SimulatorHandle", "start_in_thread"]

@@ -1,0 +1,40 @@
+"""``labdeck sim``: run the simulator alone and print how to reach it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+
+from simulator.config import SimulatorConfig
+from simulator.server import Simulator
+
+
+def describe(simulator: Simulator) -> list[str]:
+    """One line per fact a client needs; the format is relied on by docs and tests."""
+    return [
+        f"PVE URL: {simulator.pve_url}/api2/json",
+        f"PVE token: {simulator.token.header}",
+        f"read-only token: {simulator.readonly_token.header}",
+        f"CA certificate: {simulator.ca_path}",
+        f"CA SHA-256 fingerprint: {simulator.ca_fingerprint}",
+        f"server certificate SHA-256 fingerprint: {simulator.cert_fingerprint}",
+    ]
+
+
+async def serve(config: SimulatorConfig, print_fn: Callable[[str], object] = print) -> None:
+    """Start, print the facts, and serve until cancelled."""
+    simulator = Simulator(config)
+    await simulator.start()
+    try:
+        for line in describe(simulator):
+            print_fn(line)
+        await asyncio.Event().wait()
+    finally:
+        await simulator.stop()
+
+
+def run_forever(config: SimulatorConfig, print_fn: Callable[[str], object] = print) -> None:
+    """Blocking entry point for ``labdeck sim``; Ctrl+C stops it cleanly."""
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve(config, print_fn))

@@ -1,0 +1,57 @@
+"""Settings of one simulator instance and the demo API tokens it accepts."""
+
+from __future__ import annotations
+
+import random
+import uuid
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class SimulatorConfig:
+    """What to serve and how the simulated cluster behaves.
+
+    ``auth_fail_delay``: real pveproxy answers every failed authentication after a
+    fixed 3 s delay; the default here is 0 so tests stay fast. Set 3.0 to mimic it.
+    ``speed``: simulated seconds per real second (tasks and metric drift).
+    ``dynamic=False`` freezes guest and node metrics for reproducible screenshots.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 0
+    nodes: int = 3
+    guests: int = 24
+    seed: int = 7
+    speed: float = 1.0
+    dynamic: bool = True
+    auth_fail_delay: float = 0.0
+    cluster_name: str = "labdeck-demo"
+
+
+@dataclass(frozen=True)
+class DemoToken:
+    """An API token the simulator accepts. The secret stays out of ``repr``."""
+
+    user: str
+    token_name: str
+    secret: str = field(repr=False)
+
+    @property
+    def token_id(self) -> str:
+        """``user@realm!tokenname``, as PVE writes it in UPIDs and ACLs."""
+        return f"{self.user}!{self.token_name}"
+
+    @property
+    def header(self) -> str:
+        """The value of the ``Authorization`` header."""
+        return f"PVEAPIToken={self.token_id}={self.secret}"
+
+
+def demo_tokens(seed: int) -> tuple[DemoToken, DemoToken]:
+    """The full-privilege and the audit-only token, stable for a given seed."""
+    rng = random.Random(f"labdeck-tokens-{seed}")
+    full = DemoToken("root@pam", "labdeck", str(uuid.UUID(int=rng.getrandbits(128), version=4)))
+    audit = DemoToken(
+        "auditor@pve", "readonly", str(uuid.UUID(int=rng.getrandbits(128), version=4))
+    )
+    return full, audit

@@ -1,0 +1,239 @@
+"""Run the simulator: in a running event loop, or in a thread for sync code."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import Callable
+from types import TracebackType
+from typing import TypeVar
+
+from simulator.auth import Authenticator, demo_grants
+from simulator.config import DemoToken, SimulatorConfig, demo_tokens
+from simulator.http import HttpServer
+from simulator.pve_api import PveApi
+from simulator.routing import ServerFacts
+from simulator.state import ClusterState
+from simulator.tls import TlsMaterial, make_tls
+
+T = TypeVar("T")
+TICK_SECONDS = 0.05  # how often running tasks are checked for completion (real time)
+STARTUP_TIMEOUT_S = 30.0
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+class Simulator:
+    """A Proxmox VE API on loopback HTTPS. ``await start()``, then use its attributes."""
+
+    def __init__(self, config: SimulatorConfig | None = None) -> None:
+        self.config = config or SimulatorConfig()
+        self.token, self.readonly_token = demo_tokens(self.config.seed)
+        self.state = ClusterState(
+            cluster_name=self.config.cluster_name,
+            node_count=self.config.nodes,
+            guest_count=self.config.guests,
+            seed=self.config.seed,
+            speed=self.config.speed,
+            dynamic=self.config.dynamic,
+        )
+        self.request_log: list[tuple[str, str]] = []
+        self.host = self.config.host
+        self.port = self.config.port
+        self._tls: TlsMaterial | None = None
+        self._http: HttpServer | None = None
+        self._ticker: asyncio.Task[None] | None = None
+
+    # Facts available once started.
+    @property
+    def pve_url(self) -> str:
+        return f"https://{_url_host(self.host)}:{self.port}"
+
+    @property
+    def ca_path(self) -> str:
+        return self._started_tls().ca_path
+
+    @property
+    def cert_fingerprint(self) -> str:
+        return self._started_tls().cert_fingerprint
+
+    @property
+    def ca_fingerprint(self) -> str:
+        return self._started_tls().ca_fingerprint
+
+    def _started_tls(self) -> TlsMaterial:
+        if self._tls is None:
+            raise RuntimeError("the simulator is not started")
+        return self._tls
+
+    def clear_request_log(self) -> None:
+        self.request_log.clear()
+
+    def _record(self, method: str, path: str) -> None:
+        self.request_log.append((method, path))
+
+    async def start(self) -> None:
+        if self._http is not None:
+            return
+        self._tls = make_tls(self.host)
+        api = PveApi(
+            self.state,
+            Authenticator(demo_grants(self.token, self.readonly_token)),
+            facts=ServerFacts(cert_fingerprint=self._tls.cert_fingerprint),
+            auth_fail_delay=self.config.auth_fail_delay,
+            on_request=self._record,
+        )
+        self._http = HttpServer(api.handle, self.host, self.port, self._tls.ssl_context)
+        try:
+            await self._http.start()
+        except BaseException:
+            self._tls.cleanup()
+            self._http = None
+            raise
+        self.port = self._http.port
+        self._ticker = asyncio.create_task(self._tick())
+
+    async def _tick(self) -> None:
+        # Tasks also finish on every request; the ticker makes state changes visible
+        # to code that reads ``state`` directly between requests.
+        while True:
+            self.state.advance()
+            await asyncio.sleep(TICK_SECONDS)
+
+    async def stop(self) -> None:
+        if self._ticker is not None:
+            self._ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ticker
+            self._ticker = None
+        if self._http is not None:
+            await self._http.stop()
+            self._http = None
+        if self._tls is not None:
+            self._tls.cleanup()
+
+    async def __aenter__(self) -> Simulator:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+
+class SimulatorHandle:
+    """A simulator running on its own event loop in a daemon thread."""
+
+    def __init__(self, simulator: Simulator, loop: asyncio.AbstractEventLoop,
+                 thread: threading.Thread) -> None:  # fmt: skip
+        self.simulator = simulator
+        self._loop = loop
+        self._thread = thread
+        self._stopped = False
+
+    @property
+    def pve_url(self) -> str:
+        return self.simulator.pve_url
+
+    @property
+    def host(self) -> str:
+        return self.simulator.host
+
+    @property
+    def port(self) -> int:
+        return self.simulator.port
+
+    @property
+    def ca_path(self) -> str:
+        return self.simulator.ca_path
+
+    @property
+    def cert_fingerprint(self) -> str:
+        return self.simulator.cert_fingerprint
+
+    @property
+    def ca_fingerprint(self) -> str:
+        return self.simulator.ca_fingerprint
+
+    @property
+    def token(self) -> DemoToken:
+        return self.simulator.token
+
+    @property
+    def readonly_token(self) -> DemoToken:
+        return self.simulator.readonly_token
+
+    @property
+    def state(self) -> ClusterState:
+        return self.simulator.state
+
+    @property
+    def request_log(self) -> list[tuple[str, str]]:
+        return self.simulator.request_log
+
+    def call(self, fn: Callable[[], T], timeout: float = 10.0) -> T:
+        """Run ``fn()`` on the simulator's loop (thread-safe) and return its result."""
+
+        async def run() -> T:
+            return fn()
+
+        return asyncio.run_coroutine_threadsafe(run(), self._loop).result(timeout)
+
+    def clear_request_log(self) -> None:
+        self.call(self.simulator.clear_request_log)
+
+    def stop(self) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        if self._loop.is_running():
+            future = asyncio.run_coroutine_threadsafe(self.simulator.stop(), self._loop)
+            with contextlib.suppress(Exception):
+                future.result(STARTUP_TIMEOUT_S)
+            self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(STARTUP_TIMEOUT_S)
+
+    def __enter__(self) -> SimulatorHandle:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:  # fmt: skip
+        self.stop()
+
+
+def start_in_thread(config: SimulatorConfig | None = None) -> SimulatorHandle:
+    """Start a simulator on a fresh event loop in a daemon thread; returns once it listens."""
+    simulator = Simulator(config)
+    loop = asyncio.new_event_loop()
+    ready = threading.Event()
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_until_complete(simulator.start())
+        except BaseException as exc:  # reported to the starting thread below
+            failure.append(exc)
+            ready.set()
+            loop.close()
+            return
+        ready.set()
+        try:
+            loop.run_forever()
+        finally:
+            pending = asyncio.all_tasks(loop)
+            for task in pending:
+                task.cancel()
+            if pending:
+                loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            loop.close()
+
+    thread = threading.Thread(target=run, name="labdeck-simulator", daemon=True)
+    thread.start()
+    if not ready.wait(STARTUP_TIMEOUT_S):
+        raise RuntimeError("the simulator did not start in time")
+    if failure:
+        raise failure[0]
+    return SimulatorHandle(simulator, loop, thread)

@@ -284,7 +284,13 @@ class TaskParams(_Params):
     @field_validator("upid")
     @classmethod
     def _upid(cls, value: str) -> str:
-        parse_upid(value)  # raises a clear error on a malformed id
+        try:
+            parse_upid(value)
+        except InvalidInput:
+            # pydantic reports ValueErrors per field; our own error would escape it
+            raise ValueError(
+                "not a Proxmox task id; expected 'UPID:node:pid:pstart:starttime:type:id:user:'"
+            ) from None
         return value
 
 

@@ -187,3 +187,36 @@ class PowerResult(_Model):
     exitstatus: str | None = None
     status_after: str | None = Field(None, description="guest status once the task ended")
     message: str
+
+
+class ExecResult(_Model):
+    vmid: int
+    node: str
+    command: list[str] = Field(description="the argv run in the guest")
+    pid: int | None = Field(None, description="process id in the guest")
+    exited: bool = Field(description="False when we stopped waiting (timeout)")
+    exit_code: int | None = Field(None, description="0 is success; None if not exited")
+    signal: int | None = Field(None, description="set when killed by a signal")
+    ok: bool = Field(description="exited with exit code 0")
+    stdout: str = ""
+    stderr: str = ""
+    out_truncated: bool = Field(False, description="stdout was cut (agent or our limit)")
+    err_truncated: bool = Field(False, description="stderr was cut (agent or our limit)")
+    duration_s: float
+    message: str
+
+
+class NetworkInterface(_Model):
+    name: str
+    hardware_address: str | None = None
+    addresses: list[str] = Field(default_factory=list, description="address/prefix")
+
+
+class AgentInfo(_Model):
+    vmid: int
+    node: str
+    os_name: str | None = None
+    os_version: str | None = None
+    kernel: str | None = None
+    machine: str | None = None
+    interfaces: list[NetworkInterface] = Field(default_factory=list)

@@ -36,12 +36,14 @@ class Operation:
     destructive: bool = False
     idempotent: bool = False
     backend: Backend = "pve"
+    #: a person must confirm each call (defaults to ``destructive``)
+    confirm: bool = False
 
     @property
     def access(self) -> str:
         if self.read_only:
             return "read"
-        return "write!" if self.destructive else "write"
+        return "write!" if self.confirm else "write"
 
 
 _CATALOGUE: dict[str, Operation] = {}
@@ -57,6 +59,7 @@ def operation(
     destructive: bool = False,
     idempotent: bool = False,
     backend: Backend = "pve",
+    confirm: bool | None = None,
 ) -> Callable[[Callable[[OpContext, P], Awaitable[R]]], Callable[[OpContext, P], Awaitable[R]]]:
     """Register ``handler`` in the catalogue. Its docstring is the description models read."""
 
@@ -77,6 +80,7 @@ def operation(
             destructive=destructive,
             idempotent=idempotent,
             backend=backend,
+            confirm=destructive if confirm is None else confirm,
         )
         return handler
 
@@ -85,6 +89,7 @@ def operation(
 
 def _load() -> None:
     # Importing the modules registers their operations.
+    import core.pve_exec
     import core.pve_ops  # noqa: F401
 
 

@@ -27,7 +27,7 @@ class Policy:
                 f"{op.name} changes the cluster, and labdeck is in read-only mode.",
                 hint=how_to_allow,
             )
-        if op.destructive and not confirmed:
+        if op.confirm and not confirmed:
             raise ConfirmationRequired(
                 f"{op.name} is disruptive and needs an explicit confirmation.",
                 hint="Confirm it (the dashboard asks; the CLI takes --yes).",

@@ -107,11 +107,15 @@ class Authenticator:
     def __init__(self, grants: Iterable[TokenGrant]) -> None:
         self._grants = {grant.token.token_id: grant for grant in grants}
 
-    def principal_for(self, token_id: str) -> Principal | None:
-        grant = self._grants.get(token_id)
+    def principal_for(self, userid: str) -> Principal | None:
+        """The principal for a token id, or for a user (with its first token's ACL)."""
+        grant = self._grants.get(userid) or next(
+            (g for g in self._grants.values() if g.token.user == userid), None
+        )
         if grant is None:
             return None
-        return Principal(grant.token.user, grant.token.token_name, grant.acl)
+        tokenid = grant.token.token_name if "!" in userid else None
+        return Principal(grant.token.user, tokenid, grant.acl)
 
     def authenticate(self, headers: Mapping[str, str]) -> Principal:
         value = headers.get("authorization", "").strip()

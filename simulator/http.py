@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -16,8 +17,11 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 import h11
 
+log = logging.getLogger(__name__)
+
 JSON_CONTENT_TYPE = "application/json;charset=UTF-8"
 MAX_BODY_BYTES = 512 * 1024
+DISCARD_LIMIT_BYTES = 16 * 1024 * 1024
 READ_CHUNK = 64 * 1024
 IDLE_TIMEOUT_S = 75.0
 
@@ -113,6 +117,8 @@ class HttpServer:
             await self._serve(reader, writer)
         except (ConnectionError, ssl.SSLError, TimeoutError, OSError):
             pass  # the client went away; nothing to answer
+        except h11.ProtocolError:
+            log.warning("dropping a connection after an HTTP protocol error", exc_info=True)
         finally:
             self._connections.pop(task, None)
             writer.close()
@@ -151,6 +157,7 @@ class HttpServer:
         """The next complete request, an error response to send, or None at EOF."""
         request: h11.Request | None = None
         body = bytearray()
+        received = 0
         while True:
             event = conn.next_event()
             if event is h11.NEED_DATA:
@@ -162,11 +169,17 @@ class HttpServer:
             if isinstance(event, h11.Request):
                 request = event
             elif isinstance(event, h11.Data):
-                body += event.data
-                if len(body) > MAX_BODY_BYTES:
-                    return HttpResponse(501, "for data too large", content_type=None, close=True)
+                received += len(event.data)
+                if received <= MAX_BODY_BYTES:
+                    body += event.data
+                elif received > DISCARD_LIMIT_BYTES:
+                    return _too_large()
             elif isinstance(event, h11.EndOfMessage):
                 assert request is not None
+                if received > MAX_BODY_BYTES:
+                    # Read to the end first: closing on unread data would reset the
+                    # connection before the client sees the answer.
+                    return _too_large()
                 return _to_request(request, bytes(body), peer)
 
     async def _send(
@@ -194,6 +207,10 @@ class HttpServer:
         chunks.append(conn.send(h11.EndOfMessage()))
         writer.write(b"".join(c for c in chunks if c))
         await writer.drain()
+
+
+def _too_large() -> HttpResponse:
+    return HttpResponse(501, "for data too large", content_type=None, close=True)
 
 
 def _to_request(event: h11.Request, body: bytes, peer: str) -> HttpRequest:

@@ -45,8 +45,7 @@ def guest_metrics(guest: Guest, metric_time: float, now: float) -> GuestMetrics:
     the run would otherwise show a negative uptime.
     """
     if not guest.running:
-        disk = int(guest.maxdisk * guest.disk_fraction) if guest.kind == "lxc" else 0
-        return GuestMetrics(0.0, 0, disk, 0, 0, 0, 0, 0)
+        return STOPPED
     drift = guest.drift
     clock = metric_time if guest.boot_time <= metric_time else now
     uptime = max(0, int(clock - guest.boot_time))

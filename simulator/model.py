@@ -99,7 +99,7 @@ class Guest:
 @dataclass
 class Pool:
     poolid: str
-    comment: str = ""
+    comment: str | None = None  # PVE omits the key when a pool has no comment
     vmids: set[int] = field(default_factory=set)
     storages: set[str] = field(default_factory=set)
 

@@ -127,9 +127,6 @@ class PveApi:
 class _RawPath(dict[str, Any]):
     """Formats permission paths from raw values; a missing one stays empty like in PVE."""
 
-    def __missing__(self, key: str) -> str:
-        return ""
-
     def __getitem__(self, key: str) -> Any:
         value = super().get(key, "")
         return ",".join(map(str, value)) if isinstance(value, list) else value

@@ -6,7 +6,7 @@ from typing import Any
 
 from simulator import params as p
 from simulator import views
-from simulator.errors import ApiError, die, param_error, permission_denied
+from simulator.errors import die, param_error, permission_denied
 from simulator.model import GuestKind
 from simulator.routing import Call, Reply, Route
 from simulator.tasks import Task, looks_like_upid
@@ -259,22 +259,27 @@ def _pool_members(call: Call, poolid: str, kind: str | None) -> list[Json]:
 
 def get_pools(call: Call) -> list[Json]:
     poolid = call.params.get("poolid")
-    if poolid is not None:
-        pool = call.state.pool(poolid)
-        if not call.principal.has(f"/pool/{poolid}", "Pool.Audit"):
-            raise permission_denied(f"/pool/{poolid}", "Pool.Audit")
-        members = _pool_members(call, poolid, call.params.get("type"))
-        return [{"poolid": poolid, "comment": pool.comment, "members": members}]
-    return [{"poolid": pool.poolid, "comment": pool.comment}
-            for pool in sorted(call.state.pools.values(), key=lambda x: x.poolid)
-            if call.principal.has(f"/pool/{pool.poolid}", "Pool.Audit")]  # fmt: skip
+    pools = [call.state.pool(poolid)] if poolid is not None else call.state.pools.values()
+    out: list[Json] = []
+    for pool in sorted(pools, key=lambda x: x.poolid):
+        if not call.principal.has(f"/pool/{pool.poolid}", "Pool.Audit"):
+            continue  # like PVE: pools the caller may not audit are left out
+        entry: Json = {"poolid": pool.poolid, **_comment(pool.comment)}
+        if poolid is not None:  # members only for the one pool asked for
+            entry["members"] = _pool_members(call, poolid, call.params.get("type"))
+        out.append(entry)
+    return out
+
+
+def _comment(comment: str | None) -> Json:
+    return {} if comment is None else {"comment": comment}
 
 
 def get_pool(call: Call) -> Json:
     poolid = call.params["poolid"]
     pool = call.state.pool(poolid)
     members = _pool_members(call, poolid, call.params.get("type"))
-    return {"comment": pool.comment, "members": members}
+    return {**_comment(pool.comment), "members": members}
 
 
 def post_pools(call: Call) -> None:
@@ -305,7 +310,12 @@ def get_permissions(call: Call) -> Json:
     who = call.principal
     wanted = call.params.get("userid")
     if wanted is not None and wanted not in (who.userid, who.task_user):
-        raise ApiError(403, "Permission check failed (/access, Sys.Audit)")
+        if not who.has("/access", "Sys.Audit"):
+            raise permission_denied("/access", "Sys.Audit")
+        other = call.server.lookup_principal(wanted)
+        if other is None:
+            raise die(f"user '{wanted}' does not exist")
+        who = other
     paths = [call.params["path"]] if "path" in call.params else who.permission_paths()
     return {path: dict.fromkeys(sorted(who.privileges(path)), 1) for path in paths}
 

@@ -32,11 +32,17 @@ class Call:
     server: ServerFacts
 
 
+def _nobody(userid: str) -> Principal | None:
+    return None
+
+
 @dataclass(frozen=True)
 class ServerFacts:
     """Facts about the serving process that some answers include."""
 
     cert_fingerprint: str
+    # Finds the principal behind ``user@realm`` or ``user@realm!token`` (permission dumps).
+    lookup_principal: Callable[[str], Principal | None] = _nobody
 
 
 RouteHandler = Callable[[Call], Any]

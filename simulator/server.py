@@ -79,10 +79,11 @@ class Simulator:
         if self._http is not None:
             return
         self._tls = make_tls(self.host)
+        authenticator = Authenticator(demo_grants(self.token, self.readonly_token))
         api = PveApi(
             self.state,
-            Authenticator(demo_grants(self.token, self.readonly_token)),
-            facts=ServerFacts(cert_fingerprint=self._tls.cert_fingerprint),
+            authenticator,
+            facts=ServerFacts(self._tls.cert_fingerprint, authenticator.principal_for),
             auth_fail_delay=self.config.auth_fail_delay,
             on_request=self._record,
         )

@@ -131,6 +131,8 @@ class ClusterState:
         if action not in POWER_ACTIONS:
             raise ValueError(action)
         guest = self.guest_on(node, kind, vmid)
+        if guest.template and action == "start":  # refused before any worker starts
+            raise die(f"you can't start a {'vm' if kind == 'qemu' else 'CT'} if it's a template")
         prefix = "qm" if kind == "qemu" else "vz"
         error = self._power_refusal(guest, action)
         seconds = FAIL_SECONDS if error else TASK_SECONDS[action]
@@ -147,8 +149,6 @@ class ClusterState:
         return self.tasks.add(task)
 
     def _power_refusal(self, guest: Guest, action: str) -> str | None:
-        if guest.template and action == "start":
-            return f"{guest.label} is a template - cannot start"
         if action == "start" and guest.running:
             return f"{guest.label} already running"
         if action != "start" and not guest.running:
@@ -199,7 +199,7 @@ class ClusterState:
     def create_pool(self, poolid: str, comment: str | None) -> None:
         if poolid in self.pools:
             raise die(f"pool '{poolid}' already exists")
-        self.pools[poolid] = Pool(poolid, comment or "")
+        self.pools[poolid] = Pool(poolid, comment)
         self.config_version += 1
 
     def update_pool(self, poolid: str, *, comment: str | None, vmids: Iterable[int],

@@ -12,7 +12,7 @@ import asyncio
 import time
 from typing import Annotated
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, field_validator
 
 from core.errors import InvalidInput
 from core.models import AgentInfo, ExecResult, NetworkInterface
@@ -28,6 +28,9 @@ FAST_PHASE_S = 10.0
 
 
 class GuestExecParams(GuestParams):
+    shell: bool = Field(
+        False, description="Run `command` (a string) with /bin/sh -c: pipes, globbing, $VARS."
+    )
     command: Annotated[
         list[Annotated[str, Field(max_length=4096)]] | str,
         Field(
@@ -35,9 +38,6 @@ class GuestExecParams(GuestParams):
             "string is run by /bin/sh -c, and only when shell=true."
         ),
     ]
-    shell: bool = Field(
-        False, description="Run `command` (a string) with /bin/sh -c: pipes, globbing, $VARS."
-    )
     input_data: str | None = Field(
         None, max_length=MAX_INPUT, description="Text written to the command's stdin."
     )
@@ -48,22 +48,24 @@ class GuestExecParams(GuestParams):
         65536, ge=1, le=1_048_576, description="Keep at most this much of stdout and of stderr."
     )
 
-    @model_validator(mode="after")
-    def _argv_or_shell(self) -> GuestExecParams:
-        if isinstance(self.command, str):
-            if not self.shell:
+    @field_validator("command")
+    @classmethod
+    def _argv_or_shell(cls, command: list[str] | str, info: ValidationInfo) -> list[str] | str:
+        shell = bool(info.data.get("shell"))
+        if isinstance(command, str):
+            if not shell:
                 raise ValueError(
-                    'command is a string: pass a list of arguments, e.g. ["ls", "-l"], '
-                    "or set shell=true to run it with /bin/sh -c"
+                    "a string needs shell=true (it then runs with /bin/sh -c); otherwise pass "
+                    'a list of arguments, e.g. ["ls", "-l"]'
                 )
-            if not self.command.strip():
-                raise ValueError("command is empty")
+            if not command.strip():
+                raise ValueError("the command is empty")
         else:
-            if self.shell:
+            if shell:
                 raise ValueError("shell=true takes the command as one string")
-            if not self.command or not self.command[0]:
-                raise ValueError("command needs at least the program name")
-        return self
+            if not command or not command[0]:
+                raise ValueError("the command needs at least the program name")
+        return command
 
     @property
     def argv(self) -> list[str]:

@@ -52,12 +52,21 @@ def parse_params(op: Operation, raw: Mapping[str, Any] | BaseModel | None) -> Ba
     except ValidationError as exc:
         fields: dict[str, str] = {}
         for err in exc.errors(include_url=False, include_input=False):
-            where = ".".join(str(p) for p in err["loc"]) or "params"
-            msg = err["msg"]
+            loc = err["loc"]
+            # report by top-level parameter; list items and union branches stay readable
+            where = str(loc[0]) if loc else "params"
+            msg = err["msg"].removeprefix("Value error, ")
             if err["type"] == "extra_forbidden":
                 allowed = ", ".join(op.params.model_fields)
                 msg = f"unknown parameter (accepted: {allowed or 'none'})"
-            fields[where] = msg
+            else:
+                index = next((part for part in loc[1:] if isinstance(part, int)), None)
+                if index is not None:
+                    msg = f"item {index}: {msg}"
+            if where in fields and msg not in fields[where]:
+                fields[where] = f"{fields[where]}, or {msg[0].lower()}{msg[1:]}"
+            else:
+                fields[where] = msg
         raise InvalidInput(f"invalid parameters for {op.name}:", fields=fields) from None
 
 

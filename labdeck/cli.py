@@ -77,6 +77,11 @@ def _build_parser() -> argparse.ArgumentParser:
     ops = sub.add_parser("ops", help="list the operations catalogue")
     ops.add_argument("--json", action="store_true", help="print as JSON (with parameter schemas)")
 
+    doctor = sub.add_parser(
+        "doctor", help="check config, permissions, TLS, reachability and token privileges"
+    )
+    doctor.add_argument("--json", action="store_true", help="print the checks as JSON")
+
     sim = sub.add_parser("sim", help="run the Proxmox VE simulator alone and print how to reach it")
     sim.add_argument("--host", default="127.0.0.1")
     sim.add_argument("--port", type=int, default=8006)
@@ -348,6 +353,39 @@ def _cmd_sim(args: argparse.Namespace) -> int:
     return run_forever(config, print_fn=lambda line: print(line, flush=True))
 
 
+def _cmd_doctor(args: argparse.Namespace) -> int:
+    import asyncio
+    from dataclasses import asdict
+    from pathlib import Path
+
+    from core.config import load_settings
+    from core.doctor import run_doctor
+
+    settings = load_settings(Path(args.config).expanduser() if args.config else None)
+    profile = settings.resolve(args.profile)
+    report = asyncio.run(run_doctor(profile, config_path=settings._toml_path))
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "profile": report.profile,
+                    "ok": report.ok,
+                    "checks": [asdict(c) for c in report.checks],
+                },
+                indent=2,
+            )
+        )
+    else:
+        width = max(len(c.name) for c in report.checks)
+        print(f"labdeck doctor — profile {report.profile}")
+        for check in report.checks:
+            print(f"  {check.outcome:<4}  {check.name.ljust(width)}  {check.detail}")
+            if check.fix and check.outcome in ("FAIL", "warn"):
+                print(f"        {' ' * width}  fix: {check.fix}")
+        print("all checks passed" if report.ok else "some checks FAILED")
+    return EXIT_OK if report.ok else EXIT_FAILED
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _build_parser()
     args = parser.parse_args(argv)
@@ -367,6 +405,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_ops(args)
         if args.command == "sim":
             return _cmd_sim(args)
+        if args.command == "doctor":
+            return _cmd_doctor(args)
     except LabdeckError as error:
         _print_error(error, as_json=False)
         return _exit_code(error)

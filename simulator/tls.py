@@ -6,6 +6,7 @@ import ipaddress
 import ssl
 import tempfile
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import trustme
@@ -61,7 +62,12 @@ def make_tls(host: str = "127.0.0.1") -> TlsMaterial:
         names.append(extra)
     # ECDSA keys: minting RSA keys would add about a second to every start.
     ca = trustme.CA(organization_name="labdeck simulator", key_type=trustme.KeyType.ECDSA)
-    server_cert = ca.issue_cert(*names)
+    # pveproxy's self-signed node certificates last two years; so do ours, so that expiry
+    # checks (labdeck doctor) see realistic dates rather than trustme's year-3000 default.
+    now = datetime.now(UTC)
+    server_cert = ca.issue_cert(
+        *names, not_before=now - timedelta(days=1), not_after=now + timedelta(days=730)
+    )
     tmpdir = tempfile.TemporaryDirectory(prefix="labdeck-sim-")
     ca_path = Path(tmpdir.name) / "ca.pem"
     ca.cert_pem.write_to_path(str(ca_path))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -50,6 +51,7 @@ GUEST_FIELDS: tuple[str, ...] = (
     "disk", "maxdisk", "uptime", "netin", "netout", "tags", "pool", "template", "lock",
 )  # fmt: skip
 DEFAULT_GUEST_FIELDS: tuple[str, ...] = ("vmid", "name", "node", "status")
+CHUNK = 500  # guests handled between two yields to the event loop
 
 
 class ListGuestsParams(_Params):
@@ -127,14 +129,21 @@ async def list_guests(ctx: OpContext, p: ListGuestsParams) -> Table:
     `total` counts all matches; when `next_cursor` is set, call again with it for the next page.
     One request to the cluster, whatever the number of guests."""
     inventory = await ctx.service.inventory()
-    matches = [g for g in inventory.guests if _matches(g, p)]
+    matches: list[Guest] = []
+    for start in range(0, len(inventory.guests), CHUNK):
+        matches += [g for g in inventory.guests[start : start + CHUNK] if _matches(g, p)]
+        await asyncio.sleep(0)  # thousands of guests: let other work run between chunks
     columns = list(p.fields or DEFAULT_GUEST_FIELDS)
     offset = int(p.cursor) if p.cursor else 0
     page = matches[offset:] if p.limit is None else matches[offset : offset + p.limit]
     end = offset + len(page)
+    rows: list[list[Any]] = []
+    for start in range(0, len(page), CHUNK):
+        rows += [[_guest_cell(g, c) for c in columns] for g in page[start : start + CHUNK]]
+        await asyncio.sleep(0)
     return Table(
         columns=columns,
-        rows=[[_guest_cell(g, c) for c in columns] for g in page],
+        rows=rows,
         total=len(matches),
         next_cursor=str(end) if end < len(matches) else None,
     )

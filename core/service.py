@@ -6,6 +6,7 @@ request), applies the policy, runs the operation, and writes the audit line.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from core.policy import Policy
 from core.pve import ProgressFn, PveClient
 
 Face = str  # "cli" | "tui" | "mcp"
+BIG_LISTING = 500  # items above which parsing moves to a worker thread
 
 
 @dataclass(slots=True)
@@ -151,6 +153,8 @@ class Labdeck:
         self.audit = audit
         self.how_to_allow = how_to_allow
         self._pve = pve
+        # the parsed form of the last /cluster/resources answer, reused while it is cached
+        self._inventory: tuple[object, Inventory] | None = None
 
     async def __aenter__(self) -> Labdeck:
         return self
@@ -178,7 +182,16 @@ class Labdeck:
     async def inventory(self) -> Inventory:
         """Nodes, guests, storages and pools from one ``GET /cluster/resources`` (TTL-cached)."""
         resources = await self.pve.cached_get("/cluster/resources")
-        return inventory_from_resources(list(resources or []))
+        if self._inventory is not None and self._inventory[0] is resources:
+            return self._inventory[1]
+        items = list(resources or [])
+        if len(items) > BIG_LISTING:
+            # thousands of guests: build the models off the event loop so it stays responsive
+            inventory = await asyncio.to_thread(inventory_from_resources, items)
+        else:
+            inventory = inventory_from_resources(items)
+        self._inventory = (resources, inventory)
+        return inventory
 
     async def find_guest(self, vmid: int, node: str | None = None) -> Guest:
         inventory = await self.inventory()

@@ -1,0 +1,203 @@
+"""Core and CLI figures, measured against the simulator on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from core.service import Labdeck
+from labdeck.demo import demo_profile
+from simulator import DemoToken
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class ExternalSim:
+    """A `labdeck sim` in its own process, so its work does not share our GIL."""
+
+    host: str
+    port: int
+    ca_path: str
+    token: DemoToken
+    readonly_token: DemoToken
+    process: subprocess.Popen[str]
+
+
+def _token(header: str) -> DemoToken:
+    token_id, _, secret = header.removeprefix("PVEAPIToken=").rpartition("=")
+    user, _, name = token_id.partition("!")
+    return DemoToken(user=user, token_name=name, secret=secret)
+
+
+@contextmanager
+def external_sim(guests: int, nodes: int, speed: float = 1.0) -> Iterator[ExternalSim]:
+    command = [sys.executable, "-m", "labdeck", "sim", "--port", "0", "--guests", str(guests),
+               "--nodes", str(nodes), "--speed", str(speed)]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        assert process.stdout is not None
+        facts: dict[str, str] = {}
+        while len(facts) < 6:
+            line = process.stdout.readline()
+            if not line:
+                raise RuntimeError("labdeck sim exited before printing its facts")
+            key, _, value = line.strip().partition(": ")
+            facts[key] = value
+        url = facts["PVE URL"].removeprefix("https://").removesuffix("/api2/json")
+        host, _, port = url.rpartition(":")
+        yield ExternalSim(host, int(port), facts["CA certificate"], _token(facts["PVE token"]),
+                          _token(facts["read-only token"]), process)  # fmt: skip
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def percentile(values: list[float], pct: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(pct / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def bench_cli_help(runs: int) -> dict[str, Any]:
+    """Wall time of `labdeck --help` in a fresh interpreter (goal <= 0.3 s)."""
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        subprocess.run(
+            [sys.executable, "-m", "labdeck", "--help"], capture_output=True, check=True, cwd=ROOT
+        )
+        times.append(time.perf_counter() - started)
+    return {"median_s": round(statistics.median(times), 4), "max_s": round(max(times), 4),
+            "runs": runs, "goal_s": 0.3}  # fmt: skip
+
+
+async def _listing(handle: Any, guests: int) -> dict[str, Any]:
+    async with Labdeck(demo_profile(handle, allow_writes=False), face="mcp") as lab:
+        started = time.perf_counter()
+        table = await lab.call("pve_list_guests")
+        first_s = time.perf_counter() - started
+        requests = lab.pve.requests_sent
+        payload = json.dumps(table.model_dump(mode="json"), separators=(",", ":"))
+        page = await lab.call("pve_list_guests", {"limit": 50})
+        page_payload = json.dumps(page.model_dump(mode="json"), separators=(",", ":"))
+    return {
+        "guests": guests,
+        "requests": requests,
+        "latency_s": round(first_s, 4),
+        "bytes": len(payload),
+        "est_tokens": len(payload) // 4,
+        "bytes_per_guest": round(len(payload) / guests, 1),
+        "first_page_50_bytes": len(page_payload),
+    }
+
+
+async def _loop_lag_during_listing(handle: Any) -> dict[str, Any]:
+    """Largest delay of a 5 ms ticker while a big listing runs (goal <= 20 ms)."""
+    lags: list[float] = []
+    stop = asyncio.Event()
+
+    async def ticker() -> None:
+        while not stop.is_set():
+            before = time.perf_counter()
+            await asyncio.sleep(0.005)
+            lags.append(time.perf_counter() - before - 0.005)
+
+    async with Labdeck(demo_profile(handle, allow_writes=False), face="mcp") as lab:
+        task = asyncio.create_task(ticker())
+        for _ in range(3):
+            lab.pve.invalidate()
+            await lab.call("pve_list_guests", {"fields": ["vmid", "name", "node", "status", "cpu"]})
+        stop.set()
+        await task
+    return {"max_lag_ms": round(1000 * max(lags), 2), "p99_lag_ms":
+            round(1000 * percentile(lags, 99), 2), "ticks": len(lags), "goal_ms": 20}  # fmt: skip
+
+
+async def _concurrent_reads(handle: Any, calls: int) -> dict[str, Any]:
+    """`calls` concurrent read operations through one service (0 errors expected)."""
+    async with Labdeck(demo_profile(handle, allow_writes=False), face="mcp") as lab:
+        inventory = await lab.inventory()
+        vmids = [g.vmid for g in inventory.guests]
+        errors = 0
+        latencies: list[float] = []
+
+        async def one(i: int) -> None:
+            nonlocal errors
+            started = time.perf_counter()
+            try:
+                if i % 2:
+                    await lab.call("pve_guest_status", {"vmid": vmids[i % len(vmids)]})
+                else:
+                    await lab.call("pve_list_guests", {"limit": 20})
+            except Exception:  # a benchmark counts failures instead of stopping
+                errors += 1
+            latencies.append(time.perf_counter() - started)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(one(i) for i in range(calls)))
+        total = time.perf_counter() - started
+    return {"calls": calls, "errors": errors, "total_s": round(total, 3),
+            "p50_ms": round(1000 * percentile(latencies, 50), 1),
+            "p99_ms": round(1000 * percentile(latencies, 99), 1)}  # fmt: skip
+
+
+async def _exec_delay(handle: Any, runs: int) -> dict[str, Any]:
+    """Time between the guest command ending (simulated `sleep`) and the result arriving."""
+    async with Labdeck(demo_profile(handle, allow_writes=True), face="mcp") as lab:
+        inventory = await lab.inventory()
+        candidates = [g for g in inventory.guests if g.kind == "qemu" and g.status == "running"]
+        delays = []
+        for guest in candidates:
+            status = await lab.call("pve_guest_status", {"vmid": guest.vmid})
+            if status.agent:
+                break
+        else:
+            return {"skipped": "no running VM with a guest agent"}
+        seconds = 0.5
+        for _ in range(runs):
+            result = await lab.call(
+                "pve_guest_exec", {"vmid": guest.vmid, "command": ["sleep", str(seconds)]}
+            )
+            delays.append(result.duration_s - seconds)  # the sim runs at speed 1 here
+    return {"runs": runs, "median_ms": round(1000 * statistics.median(delays), 1),
+            "max_ms": round(1000 * max(delays), 1), "goal_ms": 100}  # fmt: skip
+
+
+def run(quick: bool = False) -> dict[str, Any]:
+    sizes = [50, 500] if quick else [50, 500, 5000]
+    results: dict[str, Any] = {"cli_help": bench_cli_help(3 if quick else 10)}
+    listings = []
+    for guests in sizes:
+        nodes = max(3, guests // 160)
+        with external_sim(guests, nodes) as h:
+            listings.append(asyncio.run(_listing(h, guests)))
+            if guests == sizes[-1]:
+                results["loop_lag_during_listing"] = {
+                    "guests": guests,
+                    **asyncio.run(_loop_lag_during_listing(h)),
+                }
+                results["concurrent_reads"] = asyncio.run(
+                    _concurrent_reads(h, 50 if quick else 200)
+                )
+    results["list_guests"] = listings
+    with external_sim(24, 3, speed=1.0) as h:
+        try:
+            results["exec_result_delay"] = asyncio.run(_exec_delay(h, 2 if quick else 10))
+        except Exception as exc:  # the op may be unsupported by an older simulator
+            results["exec_result_delay"] = {"skipped": f"{type(exc).__name__}: {exc}"}
+    return results

@@ -23,6 +23,8 @@ from core.policy import Policy
 from core.pve import ProgressFn, PveClient
 
 Face = str  # "cli" | "tui" | "mcp"
+#: result fields copied into the audit line
+_AUDITED_RESULT_KEYS = ("upid", "changed", "exit_code", "exited", "status_after")
 BIG_LISTING = 500  # items above which parsing moves to a worker thread
 
 
@@ -143,8 +145,11 @@ class Labdeck:
         audit: AuditLog | None = None,
         how_to_allow: str = "Allow writes with --allow-writes or [policy] allow_writes = true.",
         pve: PveClient | None = None,
+        audit_reads: bool = False,
     ) -> None:
         self.profile = profile
+        #: record reads in the audit log too (the MCP server and CLI do: agent activity)
+        self.audit_reads = audit_reads
         self.face = face
         self.policy = Policy(
             allow_writes=profile.policy.allow_writes if allow_writes is None else allow_writes,
@@ -223,54 +228,54 @@ class Labdeck:
         confirmed: bool = False,
         progress: ProgressFn | None = None,
     ) -> BaseModel:
+        """Run one catalogue operation: parse, check the policy, run, audit."""
         op = get_operation(name) if isinstance(name, str) else name
-        parsed = parse_params(op, params)
-        if op.read_only:
-            return await op.handler(OpContext(self, progress), parsed)
-        return await self._write(op, parsed, confirmed=confirmed, progress=progress)
-
-    async def _write(
-        self,
-        op: Operation,
-        parsed: BaseModel,
-        *,
-        confirmed: bool,
-        progress: ProgressFn | None,
-    ) -> BaseModel:
         started = time.monotonic()
         entry: dict[str, Any] = {
             "face": self.face,
             "profile": self.profile.name,
             "operation": op.name,
-            "params": parsed.model_dump(mode="json", exclude_none=True),
+            "access": "read" if op.read_only else "write",
         }
+        audited = self.audit is not None and (not op.read_only or self.audit_reads)
         try:
-            self.policy.check_operation(op, confirmed=confirmed, how_to_allow=self.how_to_allow)
-            vmid = getattr(parsed, "vmid", None)
-            if isinstance(vmid, int):
-                guest = await self.find_guest(vmid, getattr(parsed, "node", None))
-                entry["target"] = f"{guest.kind}/{guest.vmid}@{guest.node}"
-                self.policy.check_guest(op, guest)
+            parsed = parse_params(op, params)
+            entry["params"] = parsed.model_dump(mode="json", exclude_none=True)
+            if not op.read_only:
+                await self._check_write(op, parsed, confirmed=confirmed, entry=entry)
             result = await op.handler(OpContext(self, progress), parsed)
         except LabdeckError as exc:
-            entry.update(
-                outcome="refused" if exc.kind in ("policy", "confirmation_required") else "error",
-                error=exc.kind,
-                message=exc.message,
-            )
-            upid = getattr(exc, "upid", None)
-            if upid:
-                entry["upid"] = upid
-            self._audit(entry, started)
+            if audited:
+                refused = exc.kind in ("policy", "confirmation_required")
+                entry.update(outcome="refused" if refused else "error", error=exc.kind,
+                             message=exc.message)  # fmt: skip
+                upid = getattr(exc, "upid", None)
+                if upid:
+                    entry["upid"] = upid
+                self._audit(entry, started)
             raise
         except BaseException as exc:
-            entry.update(outcome="error", error=type(exc).__name__)
-            self._audit(entry, started)
+            if audited:
+                entry.update(outcome="error", error=type(exc).__name__)
+                self._audit(entry, started)
             raise
-        dumped = result.model_dump(mode="json")
-        entry.update(outcome="ok", upid=dumped.get("upid"), changed=dumped.get("changed"))
-        self._audit(entry, started)
+        if audited:
+            dumped = result.model_dump(mode="json")
+            entry["outcome"] = "ok"
+            entry.update({k: dumped[k] for k in _AUDITED_RESULT_KEYS if dumped.get(k) is not None})
+            self._audit(entry, started)
         return result
+
+    async def _check_write(
+        self, op: Operation, parsed: BaseModel, *, confirmed: bool, entry: dict[str, Any]
+    ) -> None:
+        """Policy checks that must pass before a write is sent."""
+        self.policy.check_operation(op, confirmed=confirmed, how_to_allow=self.how_to_allow)
+        vmid = getattr(parsed, "vmid", None)
+        if isinstance(vmid, int):
+            guest = await self.find_guest(vmid, getattr(parsed, "node", None))
+            entry["target"] = f"{guest.kind}/{guest.vmid}@{guest.node}"
+            self.policy.check_guest(op, guest)
 
     def _audit(self, entry: dict[str, Any], started: float) -> None:
         if self.audit is not None:

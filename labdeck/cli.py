@@ -82,6 +82,11 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     doctor.add_argument("--json", action="store_true", help="print the checks as JSON")
 
+    audit = sub.add_parser("audit", help="show the audit log: every write, and agents' calls")
+    audit.add_argument("-n", "--lines", type=int, default=20, help="how many recent entries")
+    audit.add_argument("-f", "--follow", action="store_true", help="keep printing new entries")
+    audit.add_argument("--json", action="store_true", help="print the raw JSON lines")
+
     sim = sub.add_parser("sim", help="run the Proxmox VE simulator alone and print how to reach it")
     sim.add_argument("--host", default="127.0.0.1")
     sim.add_argument("--port", type=int, default=8006)
@@ -183,6 +188,7 @@ def _cmd_mcp(args: argparse.Namespace) -> int:
             face="mcp",
             allow_writes=allow_writes,
             audit=audit,
+            audit_reads=True,
             how_to_allow="The MCP server is read-only: restart it with `labdeck mcp --allow-writes`"
             " (or set allow_writes = true in [policy]) to allow this.",
         )
@@ -279,6 +285,7 @@ def _cmd_call(args: argparse.Namespace) -> int:
             face="cli",
             allow_writes=allow,
             audit=_audit_log(),
+            audit_reads=True,
             how_to_allow="Add --allow-writes (or set allow_writes = true in [policy]).",
         )
 
@@ -353,6 +360,57 @@ def _cmd_sim(args: argparse.Namespace) -> int:
     return run_forever(config, print_fn=lambda line: print(line, flush=True))
 
 
+def format_audit_entry(entry: dict[str, Any]) -> str:
+    """One line a person can scan: time, face, access, operation, target, outcome."""
+    when = str(entry.get("time", ""))[11:19]
+    target = entry.get("target") or ""
+    outcome = entry.get("outcome", "?")
+    if outcome != "ok":
+        outcome = f"{outcome}: {entry.get('message') or entry.get('error', '')}"
+    elif entry.get("upid"):
+        outcome = f"ok ({entry['upid']})"
+    return (
+        f"{when}  {entry.get('face', '?'):<3}  {entry.get('access', 'write'):<5}  "
+        f"{entry.get('operation', '?'):<22} {target:<18} {outcome}"
+    ).rstrip()
+
+
+def _cmd_audit(args: argparse.Namespace) -> int:
+    import time
+
+    log = _audit_log()
+
+    def show(entry: dict[str, Any]) -> None:
+        print(json.dumps(entry) if args.json else format_audit_entry(entry), flush=True)
+
+    entries = log.read()
+    for entry in entries[-args.lines :] if args.lines > 0 else []:
+        show(entry)
+    if not args.follow:
+        if not entries and not args.json:
+            print(f"no entries yet in {log.path}", file=sys.stderr)
+        return EXIT_OK
+    offset = log.path.stat().st_size if log.path.exists() else 0
+    pending = b""
+    while True:  # until Ctrl+C, like tail -f
+        time.sleep(0.25)
+        if not log.path.exists():
+            continue
+        size = log.path.stat().st_size
+        if size < offset:  # rotated or truncated
+            offset = 0
+        if size == offset:
+            continue
+        with log.path.open("rb") as fh:
+            fh.seek(offset)
+            chunk = fh.read(size - offset)
+        offset = size
+        *lines, pending = (pending + chunk).split(b"\n")
+        for line in lines:
+            if line.strip():
+                show(json.loads(line))
+
+
 def _cmd_doctor(args: argparse.Namespace) -> int:
     import asyncio
     from dataclasses import asdict
@@ -407,6 +465,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_sim(args)
         if args.command == "doctor":
             return _cmd_doctor(args)
+        if args.command == "audit":
+            return _cmd_audit(args)
     except LabdeckError as error:
         _print_error(error, as_json=False)
         return _exit_code(error)

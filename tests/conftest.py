@@ -102,6 +102,7 @@ def make_service(audit_log: AuditLog) -> Callable[..., Labdeck]:
         face: str = "cli",
         readonly_token: bool = False,
         protected: list[str] | None = None,
+        audit_reads: bool = False,
     ) -> Labdeck:
         profile: Profile = demo_profile(
             handle,  # type: ignore[arg-type]
@@ -110,6 +111,6 @@ def make_service(audit_log: AuditLog) -> Callable[..., Labdeck]:
         )
         if protected:
             profile.policy.protected = list(protected)
-        return Labdeck(profile, face=face, audit=audit_log)
+        return Labdeck(profile, face=face, audit=audit_log, audit_reads=audit_reads)
 
     return build

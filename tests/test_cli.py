@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -206,3 +207,31 @@ def test_sim_prints_how_to_reach_it_and_serves(tmp_path):
             proc.kill()
             proc.wait()
     assert "Traceback" not in proc.stderr.read()
+
+
+def test_audit_shows_calls_and_follows_new_ones(sim, tmp_path):
+    env = env_for(sim, tmp_path)
+    empty = labdeck("audit", env=env)
+    assert empty.returncode == 0 and "no entries yet" in empty.stderr
+    assert labdeck("call", "pve_list_nodes", env=env).returncode == 0
+    assert labdeck("call", "pve_stop_guest", "vmid=100", env=env).returncode == 1
+    shown = labdeck("audit", env=env)
+    assert shown.returncode == 0
+    first, second = shown.stdout.splitlines()
+    assert "cli  read   pve_list_nodes" in first and first.endswith("ok")
+    assert "write  pve_stop_guest" in second and "refused: " in second
+    follower = subprocess.Popen(
+        [sys.executable, "-m", "labdeck", "audit", "--follow", "-n", "0", "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT,
+    )  # fmt: skip
+    try:
+        time.sleep(1.0)  # let it reach the end of the file before the next call is logged
+        assert labdeck("call", "pve_list_pools", env=env).returncode == 0
+        ready, _, _ = select.select([follower.stdout], [], [], 15)
+        assert ready, "audit --follow printed nothing within 15 s"
+        line = follower.stdout.readline()
+        assert json.loads(line)["operation"] == "pve_list_pools"
+    finally:
+        follower.send_signal(signal.SIGINT)
+        follower.wait(timeout=10)
+    assert "Traceback" not in follower.stderr.read()

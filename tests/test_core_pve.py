@@ -353,3 +353,29 @@ async def test_writes_and_refusals_all_reach_the_audit_log(fresh_sim, make_servi
     assert (log.path.stat().st_mode & 0o777) == 0o600
     text = log.path.read_text()
     assert fresh_sim.token.secret not in text
+
+
+async def test_reads_are_audited_only_when_asked_and_bad_writes_are_audited(
+    sim, make_service, audit_log
+):
+    async with make_service(sim) as lab:
+        await lab.call("pve_list_nodes")
+    assert audit_log.read() == []
+    async with make_service(sim, face="mcp", audit_reads=True, allow_writes=True) as lab:
+        await lab.call("pve_list_guests", {"limit": 1})
+        with pytest.raises(InvalidInput):
+            await lab.call("pve_stop_guest", {"vmid": "all of them"})
+    read, bad = audit_log.read()
+    assert (read["operation"], read["access"], read["face"], read["outcome"]) == (
+        "pve_list_guests",
+        "read",
+        "mcp",
+        "ok",
+    )
+    assert read["params"] == {"limit": 1}
+    assert (bad["operation"], bad["access"], bad["outcome"], bad["error"]) == (
+        "pve_stop_guest",
+        "write",
+        "error",
+        "invalid_input",
+    )

@@ -13,9 +13,15 @@ from typing import Any
 _SECRETISH = re.compile(r"(token|secret|password|passwd|api_key|apikey|key)", re.IGNORECASE)
 
 
+# free text sent into a guest may hold anything (passwords piped to a command): keep its size
+_CONTENT_KEYS = frozenset({"input_data"})
+
+
 def redact(value: Any, key: str = "") -> Any:
     if key and _SECRETISH.search(key) and not key.endswith(("_id", "name")):
         return "***"
+    if key in _CONTENT_KEYS and isinstance(value, str):
+        return f"<{len(value)} characters>"
     if isinstance(value, dict):
         return {k: redact(v, str(k)) for k, v in value.items()}
     if isinstance(value, (list, tuple)):

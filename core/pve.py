@@ -465,7 +465,10 @@ def _raise_for_response(response: httpx.Response, method: str, path: str, token_
             hint="The Proxmox VE version may be too old for this operation.",
         )
     lowered = message.lower()
-    if status == 500 and any(marker in lowered for marker in _NOT_FOUND_HINTS):
+    # Guest agent failures quote the guest's own errors ("No such file or directory", "PID n
+    # does not exist"): the VM exists, so they are server errors, not NotFound.
+    from_agent = lowered.startswith("agent error:") or "qga command" in lowered
+    if status == 500 and not from_agent and any(m in lowered for m in _NOT_FOUND_HINTS):
         raise NotFound(message.rstrip(".") + ".")
     if status == 595 or status == 596:
         raise Unreachable(f"{what}: a cluster node did not answer ({message}).")

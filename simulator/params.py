@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-Kind = Literal["string", "integer", "boolean", "number"]
+Kind = Literal["string", "integer", "boolean", "number", "array"]
 FormatCheck = Callable[[str], str | None]
 
 VMID_MIN = 100
@@ -108,6 +108,7 @@ class Param:
     max_length: int | None = None
     pattern: str | None = None
     requires: str | None = None
+    items: Param | None = None  # for arrays: the spec every element must meet
 
 
 # Small constructors so route tables read like the API reference.
@@ -138,6 +139,11 @@ def vmid(*, optional: bool = False) -> Param:
 def formatted(check: FormatCheck, *, optional: bool = True, is_list: bool = False) -> Param:
     return Param("string", optional=optional, check=list_of(check) if is_list else check,
                  is_list=is_list)  # fmt: skip
+
+
+def strings(*, optional: bool = True) -> Param:
+    """An array of strings; a single value (one form key) becomes a one-item array."""
+    return Param("array", optional=optional, items=Param("string"))
 
 
 def pattern(regex: str) -> Param:
@@ -220,6 +226,27 @@ def _check_one(spec: Param, value: Any) -> tuple[Any, str | None]:
     return converted, None
 
 
+def _check_array(name: str, spec: Param, value: Any, errors: dict[str, str]) -> Any:
+    """PVE's legacy normalisation (a true scalar becomes ``[scalar]``), then each item."""
+    if not isinstance(value, list):
+        if value in (None, "", "0", 0) or (isinstance(value, bool) and not value):
+            errors[name] = "type check ('array') failed"
+            return None
+        value = [value]
+    items = spec.items or Param("string")
+    out: list[Any] = []
+    for index, item in enumerate(value):
+        if isinstance(item, list):  # a nested array is never a valid item here
+            errors[f"{name}[{index}]"] = f"type check ('{items.kind}') failed - got ARRAY"
+            continue
+        converted, error = _check_one(items, item)
+        if error is not None:
+            errors[f"{name}[{index}]"] = error
+        else:
+            out.append(converted)
+    return out
+
+
 def validate(
     specs: Mapping[str, Param], raw: Mapping[str, Any]
 ) -> tuple[dict[str, Any], dict[str, str]]:
@@ -230,6 +257,12 @@ def validate(
         spec = specs.get(name)
         if spec is None:
             errors[name] = UNKNOWN
+            continue
+        if spec.kind == "array":
+            before = len(errors)
+            items = _check_array(name, spec, value, errors)
+            if len(errors) == before:
+                values[name] = items
             continue
         converted, error = _check_one(spec, value)
         if error is not None:

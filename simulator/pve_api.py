@@ -108,7 +108,8 @@ class PveApi:
         if route.permission is not None:
             template, privilege = route.permission
             path = template.format_map(_RawPath(raw))
-            if not principal.has(path, privilege):
+            # "A|B": any one of them will do, as PVE's check_any (and its message) has it.
+            if not any(principal.has(path, one) for one in privilege.split("|")):
                 raise permission_denied(path, privilege)
         values, errors = p.validate(route.params, raw)
         if errors:

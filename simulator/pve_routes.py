@@ -6,6 +6,7 @@ from typing import Any
 
 from simulator import params as p
 from simulator import views
+from simulator.agent_routes import agent_routes
 from simulator.errors import die, param_error, permission_denied
 from simulator.model import GuestKind
 from simulator.routing import Call, Reply, Route
@@ -398,4 +399,5 @@ def build_routes() -> list[Route]:
         for action, spec in zip(("start", "stop", "shutdown", "reboot"), power[kind], strict=True):
             path = f"{base}/status/{action}"
             routes.append(Route("POST", path, _power(kind, action), spec, POWER))
+    routes.extend(agent_routes())
     return routes

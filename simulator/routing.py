@@ -55,6 +55,7 @@ class Route:
     handler: RouteHandler
     params: Mapping[str, Param]
     # (path template, privilege): checked before validation, like PVE, on raw values.
+    # ``"A|B"`` as privilege means any one of them (PVE's ``check_any``).
     permission: tuple[str, str] | None = None
     regex: re.Pattern[str] = field(init=False, repr=False, compare=False)
 

@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterable
 
 from simulator.clock import SimClock
 from simulator.errors import die, param_error
+from simulator.guest_agent import GuestAgents
+from simulator.guest_os import Machine, machine_of
 from simulator.metrics import GuestMetrics, guest_metrics
 from simulator.model import Guest, GuestKind, Node, Pool, Storage
 from simulator.seed import build_cluster
@@ -41,6 +43,7 @@ class ClusterState:
         self.storages: list[Storage] = seeded.storages
         self.config_version = 1
         self.tasks = TaskBook()
+        self.agents = GuestAgents(seed)
         self._rng = random.Random(f"labdeck-runtime-{seed}")
         self._seed_task_history()
 
@@ -81,6 +84,10 @@ class ClusterState:
 
     def metrics(self, guest: Guest) -> GuestMetrics:
         return guest_metrics(guest, self.metric_time(), self.now())
+
+    def machine(self, guest: Guest) -> Machine:
+        """The OS inside a running guest, as its guest agent and commands see it now."""
+        return machine_of(guest, self.metrics(guest), self.now())
 
     def next_free_vmid(self) -> int:
         vmid = 100
@@ -157,6 +164,7 @@ class ClusterState:
 
     def _power_effect(self, guest: Guest, action: str) -> Callable[[float], None]:
         def apply(at: float) -> None:
+            self.agents.reset(guest.vmid)
             if action in ("start", "reboot"):
                 guest.status = "running"
                 guest.boot_time = at

@@ -156,7 +156,8 @@ def test_writes_need_allow_writes_and_disruptive_ones_yes(fresh_sim, tmp_path):
     assert stopped_again.returncode == 0, stopped_again.stderr
     assert "status_after: stopped" in stopped_again.stdout
     audit = (tmp_path / "state" / "labdeck" / "audit.jsonl").read_text().splitlines()
-    outcomes = [(json.loads(e)["operation"], json.loads(e)["outcome"]) for e in audit]
+    writes = [json.loads(e) for e in audit if json.loads(e)["access"] == "write"]
+    outcomes = [(e["operation"], e["outcome"]) for e in writes]
     assert outcomes == [
         ("pve_start_guest", "refused"),
         ("pve_start_guest", "ok"),

@@ -32,7 +32,7 @@ junk = st.one_of(
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_params_are_accepted_or_refused_with_a_named_field(op, data) -> None:
-    names = list(op.params.model_fields) + ["unexpected_param"]
+    names = [*op.params.model_fields, "unexpected_param"]
     chosen = data.draw(st.lists(st.sampled_from(names), unique=True, max_size=len(names)))
     raw: dict[str, Any] = {name: data.draw(junk) for name in chosen}
     try:

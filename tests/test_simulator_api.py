@@ -104,6 +104,12 @@ def _samples(handle: SimulatorHandle) -> list[tuple[str, str, dict[str, Any]]]:
         ("GET", f"/nodes/{c_off.node}/lxc/{c_off.vmid}/status/current", {}),
         ("GET", f"{qn}/config", {}),
         ("GET", f"{cn}/config", {}),
+        ("POST", f"{qn}/agent/ping", {}),
+        ("GET", f"{qn}/agent/get-osinfo", {}),
+        ("GET", f"{qn}/agent/network-get-interfaces", {}),
+        ("POST", f"{qn}/agent/exec", {"command": ["uname", "-a"]}),
+        ("POST", f"{qn}/agent/exec", {"command": "true", "input-data": "x"}),
+        ("GET", f"{qn}/agent/exec-status", {"pid": "{pid}"}),
         ("POST", f"/nodes/{q_off.node}/qemu/{q_off.vmid}/status/start", {}),
         ("POST", f"{qn}/status/reboot", {"timeout": "60"}),
         ("POST", f"{qn}/status/shutdown", {"timeout": "60", "forceStop": "1"}),
@@ -139,8 +145,10 @@ def test_every_served_route_answers_within_the_pve_schema(
     schema = pve_check_schema
     pve1_task = sim_handle.state.tasks.for_node("pve1")[0]
     covered: set[tuple[str, str]] = set()
+    last_pid = ""
     for method, path, params in _samples(sim_handle):
         path = path.replace("{upid}", pve1_task.upid)
+        params = {k: last_pid if v == "{pid}" else v for k, v in params.items()}
         assert schema.validate_request(method, path, params) == [], (method, path)
         sent = {"params": params} if method in ("GET", "DELETE") else {"data": params}
         response = api.request(method, path, **sent)
@@ -152,6 +160,8 @@ def test_every_served_route_answers_within_the_pve_schema(
             method,
             path,
         )
+        if template.endswith("/agent/exec"):
+            last_pid = str(body["data"]["pid"])
         covered.add((method, template))
     served = {(route.method, route.template) for route in build_routes()}
     assert served <= covered, f"routes without a conformance request: {served - covered}"

@@ -78,6 +78,15 @@ class PveSettings(BaseModel):
     token_keyring: str | None = Field(
         default=None, description="OS keyring entry 'service' or 'service:username'."
     )
+    password: SecretStr | None = Field(
+        default=None, description="Password for ticket login when no token is set."
+    )
+    password_file: Path | None = Field(
+        default=None, description="File holding the password; must be mode 0600."
+    )
+    password_keyring: str | None = Field(
+        default=None, description="OS keyring entry holding the password."
+    )
     verify_ssl: bool = Field(default=True, description="Verify the TLS certificate.")
     ca_bundle: Path | None = Field(default=None, description="PEM file of the cluster's CA.")
     fingerprint: str | None = Field(
@@ -127,8 +136,8 @@ class PveSettings(BaseModel):
 
     @property
     def token_id(self) -> str:
-        """``user@realm!tokenid`` — safe to show, unlike the secret."""
-        return f"{self.user}!{self.token_name}"
+        """``user@realm!tokenid`` (or just the user for ticket login) — safe to show."""
+        return f"{self.user}!{self.token_name}" if self.token_name else str(self.user)
 
 
 class TrueNasSettings(BaseModel):

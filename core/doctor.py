@@ -18,8 +18,8 @@ from typing import Literal
 
 from core.config import Profile
 from core.errors import LabdeckError
-from core.pve import PveClient
-from core.secrets import resolve_secret
+from core.pve import PveClient, auth_for
+from core.pve_auth import TokenAuth
 from core.tls import fetch_certificate, sha256_fingerprint
 
 Outcome = Literal["ok", "warn", "FAIL", "skip"]
@@ -93,17 +93,12 @@ async def run_doctor(
     report.add("pve: configured", "ok", f"{pve.token_id} at {target}")
 
     try:
-        resolve_secret(
-            value=pve.token_value,
-            file=pve.token_file,
-            keyring_entry=pve.token_keyring,
-            what="Proxmox VE token secret",
-            setting_names="token_value / PROXMOX_TOKEN_VALUE, token_file, token_keyring",
-        )
+        auth = auth_for(pve, None)
     except LabdeckError as exc:
-        report.add("pve: token secret", "FAIL", exc.message, exc.hint or "")
-        return _skip_rest(report, "token secret")
-    report.add("pve: token secret", "ok", "found (not shown)")
+        report.add("pve: credentials", "FAIL", exc.message, exc.hint or "")
+        return _skip_rest(report, "credentials")
+    kind = "API token" if isinstance(auth, TokenAuth) else "password (ticket login)"
+    report.add("pve: credentials", "ok", f"{kind} found (not shown)")
 
     loop = asyncio.get_running_loop()
     try:
@@ -145,7 +140,7 @@ async def run_doctor(
         except LabdeckError as exc:
             report.add("pve: auth", "FAIL", exc.message, exc.hint or "")
             return _skip_rest(report, "auth")
-        report.add("pve: auth", "ok", f"token accepted; Proxmox VE {version.get('version')}")
+        report.add("pve: auth", "ok", f"accepted; Proxmox VE {version.get('version')}")
         await _check_privileges(report, client, allow_writes=profile.policy.allow_writes)
     finally:
         await client.aclose()
@@ -238,7 +233,6 @@ async def _check_privileges(report: DoctorReport, client: PveClient, *, allow_wr
     for path in sorted({path for _, path, _, _ in PVE_PRIVILEGES}):
         data = await client.get("/access/permissions", {"path": path})
         granted[path] = {priv for priv, value in (data.get(path) or {}).items() if value}
-    token = client.token_id
     for priv, path, purpose, needs_writes in PVE_PRIVILEGES:
         name = f"pve: {priv} on {path}"
         if priv in granted[path]:
@@ -250,7 +244,7 @@ async def _check_privileges(report: DoctorReport, client: PveClient, *, allow_wr
                 name,
                 "FAIL",
                 f"missing; needed for {purpose}",
-                f"pveum acl modify {path} --tokens '{token}' --roles <role with {priv}>",
+                f"pveum acl modify {path} {client.auth.acl_flag} --roles <role with {priv}>",
             )
 
 

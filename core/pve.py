@@ -26,7 +26,6 @@ from pydantic import SecretStr
 
 from core.config import PveSettings
 from core.errors import (
-    AuthError,
     InvalidInput,
     LabdeckError,
     NotFound,
@@ -37,6 +36,7 @@ from core.errors import (
     TLSError,
     Unreachable,
 )
+from core.pve_auth import PveAuth, TicketAuth, TokenAuth
 from core.secrets import resolve_secret
 from core.tls import insecure_context, pinned_context_for, verifying_context
 
@@ -125,24 +125,12 @@ class PveClient:
                 "no Proxmox VE host configured.",
                 hint="Set [pve] host in config.toml or PROXMOX_HOST, or run `labdeck demo`.",
             )
-        if not settings.user or not settings.token_name:
-            raise LabdeckError(
-                "Proxmox VE token incomplete: user and token_name are both needed.",
-                hint="Set [pve] user = 'labdeck@pve' and token_name = 'dashboard' "
-                "(or PROXMOX_USER / PROXMOX_TOKEN_NAME).",
-            )
         self.settings = settings
-        self._secret = secret or resolve_secret(
-            value=settings.token_value,
-            file=settings.token_file,
-            keyring_entry=settings.token_keyring,
-            what="Proxmox VE token secret",
-            setting_names="token_value / PROXMOX_TOKEN_VALUE, token_file, token_keyring",
-        )
+        self.auth = auth_for(settings, secret)
         host = settings.host
         netloc = f"[{host}]" if ":" in host else host
         self.base_url = f"https://{netloc}:{settings.port}/api2/json"
-        self.token_id = settings.token_id
+        self.token_id = self.auth.principal
         self._transport = transport
         self._client: httpx.AsyncClient | None = None
         self._client_lock = asyncio.Lock()
@@ -181,7 +169,6 @@ class PveClient:
         async with self._client_lock:
             if self._client is None:
                 ctx = await self._ssl_context()
-                secret = self._secret.get_secret_value()
                 self._client = httpx.AsyncClient(
                     base_url=self.base_url,
                     verify=ctx,
@@ -190,7 +177,7 @@ class PveClient:
                     timeout=httpx.Timeout(self.settings.timeout_s, connect=5.0),
                     limits=httpx.Limits(max_connections=16, max_keepalive_connections=8),
                     headers={
-                        "Authorization": f"PVEAPIToken={self.token_id}={secret}",
+                        **self.auth.static_headers(),
                         "Accept": "application/json",
                         "User-Agent": "labdeck",
                     },
@@ -212,9 +199,16 @@ class PveClient:
         method = method.upper()
         clean = {k: _encode_param(v) for k, v in (params or {}).items() if v is not None}
         attempts = 1 + (_GET_RETRIES if method == "GET" else 0)
+        renewed = False
         for attempt in range(attempts):
             try:
                 response = await self._send(method, path, clean)
+                if response.status_code == 401 and not renewed:
+                    # pveproxy authenticates before any handler runs, so after a 401 nothing
+                    # was done: with fresh credentials (an expired ticket) one retry is safe.
+                    renewed = True
+                    if await self.auth.renew_after_401(await self._http()):
+                        response = await self._send(method, path, clean)
             except _Transient as exc:
                 if attempt + 1 < attempts:
                     await asyncio.sleep(0.2 * 3**attempt)
@@ -223,7 +217,7 @@ class PveClient:
             if response.status_code in _RETRY_STATUSES and attempt + 1 < attempts:
                 await asyncio.sleep(0.2 * 3**attempt)
                 continue
-            _raise_for_response(response, method, path, self.token_id)
+            _raise_for_response(response, method, path, self.auth)
             try:
                 if len(response.content) > BIG_BODY:
                     # A 5,000-guest listing is megabytes: decode it off the event loop, with
@@ -247,9 +241,10 @@ class PveClient:
         async with self._limit:
             self.requests_sent += 1
             try:
+                headers = await self.auth.request_headers(client, method)
                 if method in ("GET", "DELETE"):
-                    return await client.request(method, path, params=params)
-                return await client.request(method, path, data=params)
+                    return await client.request(method, path, params=params, headers=headers)
+                return await client.request(method, path, data=params, headers=headers)
             except httpx.ConnectError as exc:
                 raise _Transient(_connect_error(exc, self.base_url)) from None
             except httpx.TimeoutException:
@@ -430,7 +425,45 @@ def _connect_error(exc: httpx.ConnectError, base_url: str) -> LabdeckError:
     )
 
 
-def _raise_for_response(response: httpx.Response, method: str, path: str, token_id: str) -> None:
+def auth_for(settings: PveSettings, secret: SecretStr | None) -> PveAuth:
+    """An API token when one is configured, else user + password (ticket login)."""
+    if not settings.user:
+        raise LabdeckError(
+            "no Proxmox VE user configured.",
+            hint="Set [pve] user = 'labdeck@pve' (or PROXMOX_USER) and token_name + token_file.",
+        )
+    if settings.token_name:
+        return TokenAuth(
+            settings.token_id,
+            secret
+            or resolve_secret(
+                value=settings.token_value,
+                file=settings.token_file,
+                keyring_entry=settings.token_keyring,
+                what="Proxmox VE token secret",
+                setting_names="token_value / PROXMOX_TOKEN_VALUE, token_file, token_keyring",
+            ),
+        )
+    if settings.password or settings.password_file or settings.password_keyring:
+        return TicketAuth(
+            settings.user,
+            secret
+            or resolve_secret(
+                value=settings.password,
+                file=settings.password_file,
+                keyring_entry=settings.password_keyring,
+                what="Proxmox VE password",
+                setting_names="password_file, password_keyring or password",
+            ),
+        )
+    raise LabdeckError(
+        "no Proxmox VE credentials configured.",
+        hint="Set [pve] token_name and token_file (an API token, recommended), or "
+        "password_file for ticket login.",
+    )
+
+
+def _raise_for_response(response: httpx.Response, method: str, path: str, auth: PveAuth) -> None:
     """Map PVE's status codes and messages to our error types. The one place that does it."""
     status = response.status_code
     if status < 400:
@@ -438,19 +471,16 @@ def _raise_for_response(response: httpx.Response, method: str, path: str, token_
     message = _message_of(response)
     what = f"{method} {path}"
     if status == 401:
-        raise AuthError(
-            f"Proxmox VE refused the API token {token_id} ({message}).",
-            hint="Check user, token_name and the secret; the token may be revoked or expired.",
-        )
+        raise auth.refused(message)
     if status == 403:
         m = _PERMISSION.search(message)
         if m:
             raise PermissionDenied(
-                f"token {token_id} lacks {m['priv']} on {m['path']}.",
+                f"{auth.principal} lacks {m['priv']} on {m['path']}.",
                 privilege=m["priv"],
                 path=m["path"],
                 hint=f"Grant a role with {m['priv']} on {m['path']} "
-                f"(pveum acl modify {m['path']} --tokens '{token_id}' --roles ROLE).",
+                f"(pveum acl modify {m['path']} {auth.acl_flag} --roles ROLE).",
             )
         raise PermissionDenied(f"{what}: permission denied ({message}).")
     if status == 400:

@@ -1,17 +1,23 @@
-"""API-token authentication and a per-path privilege model like PVE's ACL.
+"""Authentication (API tokens and tickets) and a per-path privilege model like PVE's ACL.
 
-Only API tokens are accepted for now. Ticket login (``POST /access/ticket`` and
-``PVEAuthCookie``) will plug in as another ``authenticate`` branch that yields
-the same ``Principal``.
+Tickets follow PVE's shape and rules: ``PVE:<userid>:<HEX8 time>::<signature>``, valid for
+two hours of (simulated) time, renewed by posting a valid ticket as the password; writes
+authenticated by a ticket need a matching ``CSRFPreventionToken`` header.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import hmac
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from simulator.config import DemoToken
+from simulator.config import DemoLogin, DemoToken
+
+TICKET_LIFETIME = 2 * 3600
+# PVE accepts tickets made up to 5 minutes "in the future" (clock skew between nodes).
+TICKET_SKEW = 300
 
 ALL_PRIVILEGES: frozenset[str] = frozenset(
     {
@@ -82,9 +88,7 @@ class Principal:
     def privileges(self, path: str) -> frozenset[str]:
         resolved = self._resolved.get(path)
         if resolved is None:
-            resolved = next(
-                (self.acl[c] for c in _ancestors(path) if c in self.acl), frozenset()
-            )
+            resolved = next((self.acl[c] for c in _ancestors(path) if c in self.acl), frozenset())
             self._resolved[path] = resolved
         return resolved
 
@@ -101,11 +105,27 @@ class TokenGrant:
     acl: Mapping[str, frozenset[str]]
 
 
-class Authenticator:
-    """Checks ``Authorization`` headers against the known API tokens."""
+@dataclass(frozen=True)
+class UserGrant:
+    login: DemoLogin
+    acl: Mapping[str, frozenset[str]]
 
-    def __init__(self, grants: Iterable[TokenGrant]) -> None:
+
+class Authenticator:
+    """Checks API tokens and tickets; issues tickets for user + password."""
+
+    def __init__(
+        self,
+        grants: Iterable[TokenGrant],
+        users: Iterable[UserGrant] = (),
+        *,
+        clock: Callable[[], float] | None = None,
+        key: bytes = b"labdeck-simulator",
+    ) -> None:
         self._grants = {grant.token.token_id: grant for grant in grants}
+        self._users = {user.login.user: user for user in users}
+        self._clock = clock or (lambda: 0.0)
+        self._key = key
 
     def principal_for(self, userid: str) -> Principal | None:
         """The principal for a token id, or for a user (with its first token's ACL)."""
@@ -113,12 +133,18 @@ class Authenticator:
             (g for g in self._grants.values() if g.token.user == userid), None
         )
         if grant is None:
-            return None
+            user = self._users.get(userid)
+            return None if user is None else Principal(userid, None, user.acl)
         tokenid = grant.token.token_name if "!" in userid else None
         return Principal(grant.token.user, tokenid, grant.acl)
 
-    def authenticate(self, headers: Mapping[str, str]) -> Principal:
+    def authenticate(self, headers: Mapping[str, str], method: str = "GET") -> Principal:
         value = headers.get("authorization", "").strip()
+        ticket = _cookie_ticket(headers.get("cookie", ""))
+        if value.startswith("PVEAuthCookie="):
+            ticket = value.removeprefix("PVEAuthCookie=")
+        if ticket is not None:
+            return self._ticket_principal(ticket, headers, method)
         if not value:
             raise AuthFailure("No ticket")
         credential = _token_credential(value)
@@ -131,6 +157,77 @@ class Authenticator:
         ):
             raise AuthFailure("authentication failure")
         return Principal(grant.token.user, grant.token.token_name, grant.acl)
+
+    # ---------------------------------------------------------------- tickets
+
+    def _sign(self, text: str) -> str:
+        digest = hmac.new(self._key, text.encode(), hashlib.sha256).digest()
+        return base64.b64encode(digest).decode().rstrip("=")
+
+    def _now(self) -> int:
+        return int(self._clock())
+
+    def issue(self, userid: str) -> dict[str, str]:
+        stamp = f"{self._now():08X}"
+        plain = f"PVE:{userid}:{stamp}"
+        csrf_plain = f"{stamp}:{userid}"
+        return {
+            "username": userid,
+            "ticket": f"{plain}::{self._sign(plain)}",
+            "CSRFPreventionToken": f"{stamp}:{self._sign(csrf_plain)}",
+        }
+
+    def verify_ticket(self, ticket: str) -> str | None:
+        """The user a valid, unexpired ticket belongs to, or None."""
+        plain, sep, signature = ticket.partition("::")
+        parts = plain.split(":")
+        if not sep or len(parts) != 3 or parts[0] != "PVE":
+            return None
+        if not hmac.compare_digest(signature, self._sign(plain)):
+            return None
+        try:
+            issued = int(parts[2], 16)
+        except ValueError:
+            return None
+        age = self._now() - issued
+        if age > TICKET_LIFETIME or age < -TICKET_SKEW:
+            return None
+        return parts[1]
+
+    def _ticket_principal(self, ticket: str, headers: Mapping[str, str], method: str) -> Principal:
+        userid = self.verify_ticket(ticket)
+        user = self._users.get(userid or "")
+        if userid is None or user is None:
+            raise AuthFailure("authentication failure")
+        if method != "GET":
+            csrf = headers.get("csrfpreventiontoken", "")
+            stamp, _, signature = csrf.partition(":")
+            if not signature or not hmac.compare_digest(signature, self._sign(f"{stamp}:{userid}")):
+                raise AuthFailure("Permission denied - invalid csrf token")
+        return Principal(userid, None, user.acl)
+
+    def login(self, username: str, password: str, realm: str | None = None) -> dict[str, str]:
+        """``POST /access/ticket``: a password, or a valid ticket to renew."""
+        userid = username if "@" in username else f"{username}@{realm or 'pam'}"
+        user = self._users.get(userid)
+        if user is None:
+            raise AuthFailure("authentication failure")
+        if password.startswith("PVE:"):
+            if self.verify_ticket(password) != userid:
+                raise AuthFailure("authentication failure")
+        elif not hmac.compare_digest(password.encode(), user.login.password.encode()):
+            raise AuthFailure("authentication failure")
+        return self.issue(userid)
+
+
+def _cookie_ticket(cookie_header: str) -> str | None:
+    for part in cookie_header.split(";"):
+        name, sep, value = part.strip().partition("=")
+        if sep and name == "PVEAuthCookie":
+            from urllib.parse import unquote
+
+            return unquote(value)
+    return None
 
 
 def _token_credential(value: str) -> tuple[str, str] | None:
@@ -151,4 +248,11 @@ def demo_grants(full: DemoToken, readonly: DemoToken) -> list[TokenGrant]:
     return [
         TokenGrant(full, {"/": ALL_PRIVILEGES}),
         TokenGrant(readonly, {"/": AUDITOR_PRIVILEGES}),
+    ]
+
+
+def demo_users(full: DemoLogin, readonly: DemoLogin) -> list[UserGrant]:
+    return [
+        UserGrant(full, {"/": ALL_PRIVILEGES}),
+        UserGrant(readonly, {"/": AUDITOR_PRIVILEGES}),
     ]

@@ -55,3 +55,19 @@ def demo_tokens(seed: int) -> tuple[DemoToken, DemoToken]:
         "auditor@pve", "readonly", str(uuid.UUID(int=rng.getrandbits(128), version=4))
     )
     return full, audit
+
+
+@dataclass(frozen=True)
+class DemoLogin:
+    """A user name and password for ticket login (``POST /access/ticket``)."""
+
+    user: str
+    password: str = field(repr=False)
+
+
+def demo_logins(seed: int) -> tuple[DemoLogin, DemoLogin]:
+    """Passwords of the two demo users (the owners of the demo tokens), stable per seed."""
+    rng = random.Random(f"labdeck-passwords-{seed}")
+    full = DemoLogin("root@pam", f"demo-{rng.getrandbits(64):016x}")
+    audit = DemoLogin("auditor@pve", f"audit-{rng.getrandbits(64):016x}")
+    return full, audit

@@ -86,8 +86,10 @@ class PveApi:
         if method in ("GET", "HEAD", "DELETE") and request.body:
             raise ApiError(501, "Unexpected content for method", bare=True)
         rel_path = request.path[len(BASE_PATH) :].rstrip("/") or "/"
+        if rel_path == "/access/ticket":
+            return await self._ticket(request)
         try:
-            principal = self._auth.authenticate(request.headers)
+            principal = self._auth.authenticate(request.headers, method)
         except AuthFailure as failure:
             if self._auth_fail_delay > 0:
                 await asyncio.sleep(self._auth_fail_delay)
@@ -123,6 +125,39 @@ class PveApi:
         else:
             payload["data"] = result
         return HttpResponse(200, "OK", _envelope(payload))
+
+    async def _ticket(self, request: HttpRequest) -> HttpResponse:
+        """``/access/ticket`` needs no authentication ("user: world" in the schema)."""
+        if request.method == "GET":  # a dummy PVE keeps for the GUI's login form
+            return HttpResponse(200, "OK", _envelope({"data": None}))
+        if request.method != "POST":
+            raise ApiError(501, f"Method '{request.method} /access/ticket' not implemented")
+        raw = _body_params(request)
+        raw.update(request.query)
+        values, errors = p.validate(TICKET_PARAMS, raw)
+        if errors:
+            raise param_error(errors)
+        try:
+            data = self._auth.login(values["username"], values["password"], values.get("realm"))
+        except AuthFailure:
+            # PVE holds a failed login until 3 s after the request started.
+            if self._auth_fail_delay > 0:
+                await asyncio.sleep(self._auth_fail_delay)
+            raise ApiError(401, "authentication failure") from None
+        data["clustername"] = self.state.cluster_name
+        return HttpResponse(200, "OK", _envelope({"data": data}))
+
+
+TICKET_PARAMS = {
+    "username": p.text(optional=False, max_length=64),
+    "password": p.text(optional=False),
+    "realm": p.text(max_length=32),
+    "otp": p.text(),
+    "new-format": p.flag(),
+    "tfa-challenge": p.text(),
+    "path": p.text(max_length=64),
+    "privs": p.text(max_length=64),
+}
 
 
 class _RawPath(dict[str, Any]):

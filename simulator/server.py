@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import threading
 from collections.abc import Callable
 from types import TracebackType
 from typing import TypeVar
 
-from simulator.auth import Authenticator, demo_grants
-from simulator.config import DemoToken, SimulatorConfig, demo_tokens
+from simulator.auth import Authenticator, demo_grants, demo_users
+from simulator.config import DemoLogin, DemoToken, SimulatorConfig, demo_logins, demo_tokens
 from simulator.http import HttpServer
 from simulator.pve_api import PveApi
 from simulator.routing import ServerFacts
@@ -32,6 +33,7 @@ class Simulator:
     def __init__(self, config: SimulatorConfig | None = None) -> None:
         self.config = config or SimulatorConfig()
         self.token, self.readonly_token = demo_tokens(self.config.seed)
+        self.login, self.readonly_login = demo_logins(self.config.seed)
         self.state = ClusterState(
             cluster_name=self.config.cluster_name,
             node_count=self.config.nodes,
@@ -79,7 +81,12 @@ class Simulator:
         if self._http is not None:
             return
         self._tls = make_tls(self.host)
-        authenticator = Authenticator(demo_grants(self.token, self.readonly_token))
+        authenticator = Authenticator(
+            demo_grants(self.token, self.readonly_token),
+            demo_users(self.login, self.readonly_login),
+            clock=self.state.now,
+            key=os.urandom(32),
+        )
         api = PveApi(
             self.state,
             authenticator,
@@ -165,6 +172,15 @@ class SimulatorHandle:
     @property
     def readonly_token(self) -> DemoToken:
         return self.simulator.readonly_token
+
+    @property
+    def login(self) -> DemoLogin:
+        """User + password of the full-privilege demo user (ticket login)."""
+        return self.simulator.login
+
+    @property
+    def readonly_login(self) -> DemoLogin:
+        return self.simulator.readonly_login
 
     @property
     def state(self) -> ClusterState:

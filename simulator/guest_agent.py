@@ -155,4 +155,3 @@ class GuestAgents:
             return {"exited": 0}
         del agent.processes[pid]
         return process.status()
-

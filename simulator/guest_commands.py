@@ -376,8 +376,10 @@ def systemctl(session: Session, args: list[str], stdin: Stream) -> Outcome:
     verb, units = args[0], [unit_name(u) for u in args[1:]]
     if verb == "is-active":
         states = ["active" if u in session.services else "inactive" for u in units]
-        return Outcome("".join(f"{s}\n" for s in states),
-                       exitcode=0 if states and all(s == "active" for s in states) else 3)
+        return Outcome(
+            "".join(f"{s}\n" for s in states),
+            exitcode=0 if states and all(s == "active" for s in states) else 3,
+        )
     if verb in ("start", "stop", "restart", "reload"):
         for unit in units:
             if unit not in session.installed:
@@ -402,8 +404,9 @@ def _status(session: Session, units: list[str]) -> Outcome:
             return Outcome("".join(out), f"Unit {unit}.service could not be found.\n", 4)
         running = unit in session.services
         code = max(code, 0 if running else 3)
-        since = time.strftime("%a %Y-%m-%d %H:%M:%S UTC",
-                              time.gmtime(session.machine.now - session.machine.uptime))
+        since = time.strftime(
+            "%a %Y-%m-%d %H:%M:%S UTC", time.gmtime(session.machine.now - session.machine.uptime)
+        )
         active = f"active (running) since {since}" if running else "inactive (dead)"
         out.append(f"● {unit}.service - {unit}\n"
                    f"     Loaded: loaded (/usr/lib/systemd/system/{unit}.service; enabled)\n"

@@ -74,5 +74,7 @@ def win_cmd(session: Session, args: list[str], stdin: Stream) -> Outcome:
 
 
 WINDOWS_PROGRAMS: dict[str, Program] = {
-    "hostname": win_hostname, "whoami": win_whoami, "cmd": win_cmd,
+    "hostname": win_hostname,
+    "whoami": win_whoami,
+    "cmd": win_cmd,
 }

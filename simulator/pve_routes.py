@@ -330,8 +330,14 @@ _QEMU_START = {
     "stateuri": p.text(max_length=128), "targetstorage": p.text(), "timeout": p.integer(0),
     "with-conntrack-state": p.flag(),
 }  # fmt: skip
-_QEMU_STOP = {**GUEST, "keepActive": p.flag(), "migratedfrom": p.node(optional=True),
-              "overrule-shutdown": p.flag(), "skiplock": p.flag(), "timeout": p.integer(0)}
+_QEMU_STOP = {
+    **GUEST,
+    "keepActive": p.flag(),
+    "migratedfrom": p.node(optional=True),
+    "overrule-shutdown": p.flag(),
+    "skiplock": p.flag(),
+    "timeout": p.integer(0),
+}
 _QEMU_SHUTDOWN = {**GUEST, "forceStop": p.flag(), "keepActive": p.flag(), "skiplock": p.flag(),
                   "timeout": p.integer(0)}  # fmt: skip
 _REBOOT = {**GUEST, "timeout": p.integer(0)}

@@ -180,9 +180,7 @@ def _storages(
         Storage("nas-nfs", "nfs", "backup,images,iso", True, 16 * 1024 * GIB,
                 int(rng.uniform(5.5, 9.5) * 1024 * GIB), node_names),
     ]  # fmt: skip
-    thin_total = max(
-        [int(1.6 * size) for size in allocated.values()] + [1024 * GIB]
-    )
+    thin_total = max([int(1.6 * size) for size in allocated.values()] + [1024 * GIB])
     storages.insert(
         1, Storage("local-lvm", "lvmthin", "images,rootdir", False, thin_total,
                    int(rng.uniform(4, 12) * GIB), node_names),

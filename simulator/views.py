@@ -230,4 +230,3 @@ def lxc_config(guest: Guest) -> Json:
         config["tags"] = guest.tags
     config["digest"] = _digest(config)
     return config
-

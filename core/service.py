@@ -220,6 +220,52 @@ class Labdeck:
 
     # -------------------------------------------------------------- operations
 
+    def _entry(self, op: Operation) -> dict[str, Any]:
+        return {
+            "face": self.face,
+            "profile": self.profile.name,
+            "operation": op.name,
+            "access": "read" if op.read_only else "write",
+        }
+
+    def _audited(self, op: Operation) -> bool:
+        return self.audit is not None and (not op.read_only or self.audit_reads)
+
+    def _audit_failure(self, entry: dict[str, Any], exc: BaseException, started: float) -> None:
+        if isinstance(exc, LabdeckError):
+            refused = exc.kind in ("policy", "confirmation_required")
+            entry.update(outcome="refused" if refused else "error", error=exc.kind,
+                         message=exc.message)  # fmt: skip
+            upid = getattr(exc, "upid", None)
+            if upid:
+                entry["upid"] = upid
+        else:
+            entry.update(outcome="error", error=type(exc).__name__)
+        self._audit(entry, started)
+
+    async def preflight(
+        self, name: str | Operation, params: Mapping[str, Any] | BaseModel | None = None
+    ) -> Guest | None:
+        """Every check ``call`` makes before sending, except the person's confirmation.
+
+        A face asks for confirmation only after this passed, so nobody is asked about a call
+        that would be refused anyway. Refusals are audited like ``call``'s. Returns the
+        target guest, if the operation has one.
+        """
+        op = get_operation(name) if isinstance(name, str) else name
+        started = time.monotonic()
+        entry = self._entry(op)
+        try:
+            parsed = parse_params(op, params)
+            entry["params"] = parsed.model_dump(mode="json", exclude_none=True)
+            if op.read_only:
+                return None
+            return await self._check_write(op, parsed, confirmed=True, entry=entry)
+        except LabdeckError as exc:
+            if self._audited(op):
+                self._audit_failure(entry, exc, started)
+            raise
+
     async def call(
         self,
         name: str | Operation,
@@ -231,35 +277,18 @@ class Labdeck:
         """Run one catalogue operation: parse, check the policy, run, audit."""
         op = get_operation(name) if isinstance(name, str) else name
         started = time.monotonic()
-        entry: dict[str, Any] = {
-            "face": self.face,
-            "profile": self.profile.name,
-            "operation": op.name,
-            "access": "read" if op.read_only else "write",
-        }
-        audited = self.audit is not None and (not op.read_only or self.audit_reads)
+        entry = self._entry(op)
         try:
             parsed = parse_params(op, params)
             entry["params"] = parsed.model_dump(mode="json", exclude_none=True)
             if not op.read_only:
                 await self._check_write(op, parsed, confirmed=confirmed, entry=entry)
             result = await op.handler(OpContext(self, progress), parsed)
-        except LabdeckError as exc:
-            if audited:
-                refused = exc.kind in ("policy", "confirmation_required")
-                entry.update(outcome="refused" if refused else "error", error=exc.kind,
-                             message=exc.message)  # fmt: skip
-                upid = getattr(exc, "upid", None)
-                if upid:
-                    entry["upid"] = upid
-                self._audit(entry, started)
-            raise
         except BaseException as exc:
-            if audited:
-                entry.update(outcome="error", error=type(exc).__name__)
-                self._audit(entry, started)
+            if self._audited(op):
+                self._audit_failure(entry, exc, started)
             raise
-        if audited:
+        if self._audited(op):
             dumped = result.model_dump(mode="json")
             entry["outcome"] = "ok"
             entry.update({k: dumped[k] for k in _AUDITED_RESULT_KEYS if dumped.get(k) is not None})
@@ -268,14 +297,16 @@ class Labdeck:
 
     async def _check_write(
         self, op: Operation, parsed: BaseModel, *, confirmed: bool, entry: dict[str, Any]
-    ) -> None:
+    ) -> Guest | None:
         """Policy checks that must pass before a write is sent."""
         self.policy.check_operation(op, confirmed=confirmed, how_to_allow=self.how_to_allow)
         vmid = getattr(parsed, "vmid", None)
-        if isinstance(vmid, int):
-            guest = await self.find_guest(vmid, getattr(parsed, "node", None))
-            entry["target"] = f"{guest.kind}/{guest.vmid}@{guest.node}"
-            self.policy.check_guest(op, guest)
+        if not isinstance(vmid, int):
+            return None
+        guest = await self.find_guest(vmid, getattr(parsed, "node", None))
+        entry["target"] = f"{guest.kind}/{guest.vmid}@{guest.node}"
+        self.policy.check_guest(op, guest)
+        return guest
 
     def _audit(self, entry: dict[str, Any], started: float) -> None:
         if self.audit is not None:

@@ -1,0 +1,370 @@
+"""The MCP server: one tool per operation of ``core.ops``, generated, never hand-written.
+
+Each tool takes the operation's parameters (its pydantic params model is the input schema),
+returns its result model (output schema + structured content), and carries the operation's
+flags as ``ToolAnnotations``. Every call goes through ``Labdeck.call``: the same parsing,
+policy, confirmation rule and audit trail as the dashboard and ``labdeck call``.
+
+This module deliberately has no ``from __future__ import annotations``: the SDK reads the
+generated functions' annotations at registration, and they refer to per-operation objects
+(the result model, the resolver) that only exist in a closure.
+"""
+
+import json
+import logging
+import shlex
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Annotated, Any, get_args, get_origin
+
+from mcp.server import MCPServer
+from mcp.server.mcpserver import (
+    AcceptedElicitation,
+    CancelledElicitation,
+    Context,
+    DeclinedElicitation,
+    Elicit,
+    ElicitationResult,
+    Resolve,
+)
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.mcpserver.tools import Tool
+from mcp.server.mcpserver.utilities.func_metadata import ArgModelBase
+from mcp_types import CallToolResult, TextContent, ToolAnnotations
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from core.errors import ConfirmationRequired, LabdeckError, PolicyDenied
+from core.ops import Operation, catalogue
+from core.service import Labdeck, parse_params
+
+logger = logging.getLogger(__name__)
+
+SERVER_NAME = "labdeck"
+RESTART_WITH_WRITES = "labdeck mcp --allow-writes"
+
+
+# ---------------------------------------------------------------- shared state
+
+
+@dataclass(slots=True)
+class ServerState:
+    """What the lifespan shares with every tool call: one service, so one cluster client."""
+
+    lab: Labdeck
+
+
+def _lab(ctx: Context) -> Labdeck:
+    state = ctx.request_context.lifespan_context
+    assert isinstance(state, ServerState)
+    return state.lab
+
+
+def _lifespan(
+    service_factory: Callable[[], Labdeck],
+) -> Callable[[MCPServer[ServerState]], Any]:
+    @asynccontextmanager
+    async def lifespan(_server: MCPServer[ServerState]) -> AsyncIterator[ServerState]:
+        # Building the service never touches the network (its client is created on the
+        # first call), so the server answers initialize and tools/list with the cluster down.
+        lab = service_factory()
+        try:
+            yield ServerState(lab)
+        finally:
+            await lab.aclose()
+
+    return lifespan
+
+
+# ---------------------------------------------------------------- arguments
+
+
+def _is_container(annotation: Any) -> bool:
+    if get_origin(annotation) in (list, dict):
+        return True
+    return any(_is_container(arg) for arg in get_args(annotation))
+
+
+def _arguments_model(op: Operation) -> type[ArgModelBase]:
+    """The SDK-side argument model: passes the raw arguments on for the core to parse.
+
+    Validation is the core's (``parse_params``), so an agent reads the same field-by-field
+    messages as a person at the shell, unknown parameters are refused rather than silently
+    dropped, and there is one source of truth for constraints. The published input schema
+    is the operation's own params model (see ``_input_schema``).
+    """
+    container_fields = frozenset(
+        name for name, field in op.params.model_fields.items() if _is_container(field.annotation)
+    )
+
+    class Arguments(ArgModelBase):
+        model_config = ConfigDict(extra="allow")
+
+        @model_validator(mode="before")
+        @classmethod
+        def _decode_json_strings(cls, data: Any) -> Any:
+            # Some clients send list arguments as a JSON string ('["vmid","cpu"]').
+            if not isinstance(data, dict):
+                return data
+            decoded = dict(data)
+            for name in container_fields & decoded.keys():
+                value = decoded[name]
+                if isinstance(value, str) and value.lstrip().startswith(("[", "{")):
+                    try:
+                        decoded[name] = json.loads(value)
+                    except ValueError:
+                        pass  # left as is: the core names the field in its error
+            return decoded
+
+        def model_dump_one_level(self) -> dict[str, Any]:
+            return {"arguments": dict(self.model_extra or {})}
+
+    Arguments.__name__ = Arguments.__qualname__ = f"{op.name}_arguments"
+    return Arguments
+
+
+def _input_schema(op: Operation) -> dict[str, Any]:
+    schema = op.params.model_json_schema(by_alias=True)
+    schema["title"] = f"{op.name} parameters"
+    return schema
+
+
+# ---------------------------------------------------------------- descriptions
+
+
+def _description(op: Operation, *, allow_writes: bool) -> str:
+    parts = [op.description]
+    if op.read_only:
+        parts.append("Read-only: changes nothing on the cluster.")
+        return " ".join(parts)
+    parts.append(
+        "Side effects: this changes the cluster (the guest's state or its workload); "
+        "every call is recorded in labdeck's audit log."
+    )
+    if not allow_writes:
+        parts.append(
+            "This server is running read-only, so calls are refused until the user "
+            f"restarts it with `{RESTART_WITH_WRITES}`."
+        )
+    if op.confirm:
+        parts.append(
+            "A person must confirm each call: the client shows a confirmation request "
+            "(MCP elicitation); without elicitation support in the client it is refused."
+        )
+    return " ".join(parts)
+
+
+def _annotations(op: Operation) -> ToolAnnotations:
+    return ToolAnnotations(
+        read_only_hint=op.read_only,
+        # the spec's default for a write is "destructive"; say so only when it is
+        destructive_hint=op.destructive,
+        idempotent_hint=op.idempotent,
+        # The tools reach one configured cluster, a closed world the user chose, not the
+        # open internet (the spec's example of an open world is a web search).
+        open_world_hint=False,
+    )
+
+
+# ---------------------------------------------------------------- confirmation
+
+
+class Confirm(BaseModel):
+    """What the person answers to a confirmation request."""
+
+    confirm: bool = Field(
+        title="Run it",
+        description="Tick to let the agent run this operation now.",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class NotAsked:
+    """The resolver did not ask a person; ``reason`` says why (None: read-only mode)."""
+
+    reason: str | None = None
+
+
+NO_ELICITATION = "no_elicitation"
+
+
+def _client_can_elicit(ctx: Context) -> bool:
+    capabilities = ctx.client_capabilities
+    elicitation = capabilities.elicitation if capabilities is not None else None
+    # a bare `elicitation: {}` (before modes existed) means form support; url-only does not
+    return elicitation is not None and (elicitation.form is not None or elicitation.url is None)
+
+
+def _cli_line(op: Operation, params: BaseModel) -> str:
+    words = ["labdeck", "call", op.name]
+    for name, value in params.model_dump(mode="json", exclude_unset=True).items():
+        text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+        words.append(shlex.quote(f"{name}={text}"))
+    return " ".join([*words, "--allow-writes", "--yes"])
+
+
+async def _target(lab: Labdeck, op: Operation, arguments: dict[str, Any]) -> str:
+    """Run the core's checks (audited when they refuse); a sentence naming the target."""
+    guest = await lab.preflight(op, arguments)
+    if guest is None:
+        return "the cluster"
+    label = "VM" if guest.kind == "qemu" else "container"
+    return f"{label} {guest.vmid} ({guest.name}) on node {guest.node}"
+
+
+def _confirmation_resolver(op: Operation) -> Callable[..., Any]:
+    async def confirmation(ctx: Context, arguments: dict[str, Any]) -> Elicit[Confirm] | NotAsked:
+        lab = _lab(ctx)
+        if not lab.policy.allow_writes:
+            # Never ask a person about a call the read-only policy refuses anyway.
+            return NotAsked()
+        # Check everything but the confirmation first: no one is asked about a call
+        # that would fail (bad parameters, unknown or protected guest).
+        try:
+            target = await _target(lab, op, arguments)
+        except LabdeckError as exc:
+            raise ToolError(str(exc)) from None
+        if not _client_can_elicit(ctx):
+            return NotAsked(NO_ELICITATION)
+        return Elicit(
+            f"An AI agent asks to run {op.name} on {target}: {op.summary} Allow it?",
+            Confirm,
+        )
+
+    return confirmation
+
+
+def _refusal(
+    op: Operation, outcome: ElicitationResult[Any] | None, arguments: dict[str, Any]
+) -> str:
+    """Why a confirmation-needing call did not run, and what would let it run."""
+    nothing = "Nothing was changed."
+    unasked = outcome.data if isinstance(outcome, AcceptedElicitation) else None
+    if isinstance(unasked, NotAsked) and unasked.reason == NO_ELICITATION:
+        try:
+            cli = _cli_line(op, parse_params(op, arguments))
+        except LabdeckError:
+            cli = f"labdeck call {op.name} ... --allow-writes --yes"
+        return (
+            f"{op.name} needs a person's confirmation, and this MCP client cannot ask for one "
+            f"(it does not support elicitation). {nothing} To run it, the user can use an MCP "
+            f"client with elicitation support, or run it from a shell: {cli}"
+        )
+    if isinstance(outcome, DeclinedElicitation):
+        return f"The user declined {op.name}. {nothing} Do not retry unless the user asks."
+    if isinstance(outcome, CancelledElicitation):
+        return f"The user dismissed the confirmation of {op.name}. {nothing}"
+    return f"The user did not confirm {op.name}. {nothing}"
+
+
+# ---------------------------------------------------------------- tools
+
+
+def _result(model: BaseModel) -> CallToolResult:
+    # Compact JSON for the text block: listings are columnar to stay small, and an indented
+    # dump would put every cell on a line of its own.
+    return CallToolResult(
+        content=[TextContent(type="text", text=model.model_dump_json(by_alias=True))],
+        structured_content=model.model_dump(mode="json", by_alias=True),
+    )
+
+
+async def _run(
+    op: Operation,
+    ctx: Context,
+    arguments: dict[str, Any],
+    *,
+    confirmed: bool = False,
+    outcome: ElicitationResult[Any] | None = None,
+) -> CallToolResult:
+    lab = _lab(ctx)
+
+    async def progress(elapsed_s: float, message: str) -> None:
+        await ctx.report_progress(elapsed_s, None, message)
+
+    try:
+        result = await lab.call(op, arguments, confirmed=confirmed, progress=progress)
+    except ConfirmationRequired:
+        raise ToolError(_refusal(op, outcome, arguments)) from None
+    except PolicyDenied as exc:
+        if not lab.policy.allow_writes and RESTART_WITH_WRITES not in str(exc):
+            # whatever the service's own hint, an agent must learn how *this* server is opened
+            raise ToolError(
+                f"{exc.message} The user can restart the MCP server with "
+                f"`{RESTART_WITH_WRITES}` to allow it."
+            ) from None
+        raise ToolError(str(exc)) from None
+    except LabdeckError as exc:
+        # The message says what went wrong and what to do; never a traceback or a secret.
+        raise ToolError(str(exc)) from None
+    return _result(result)
+
+
+def _tool(op: Operation, *, allow_writes: bool) -> Tool:
+    returns = Annotated[CallToolResult, op.result]
+
+    if op.confirm:
+        resolver = _confirmation_resolver(op)
+
+        async def call_confirmed(
+            arguments: dict[str, Any],
+            ctx: Context,
+            confirmation: Annotated[ElicitationResult[Confirm], Resolve(resolver)],
+        ) -> returns:
+            confirmed = (
+                isinstance(confirmation, AcceptedElicitation)
+                and isinstance(confirmation.data, Confirm)
+                and confirmation.data.confirm
+            )
+            return await _run(op, ctx, arguments, confirmed=confirmed, outcome=confirmation)
+
+        fn: Callable[..., Any] = call_confirmed
+    else:
+
+        async def call(arguments: dict[str, Any], ctx: Context) -> returns:
+            return await _run(op, ctx, arguments)
+
+        fn = call
+
+    tool = Tool.from_function(
+        fn,
+        name=op.name,
+        description=_description(op, allow_writes=allow_writes),
+        annotations=_annotations(op),
+    )
+    # The function above takes the arguments as one dict; publish and accept the
+    # operation's own parameters instead (FuncMetadata reads arg_model on every call).
+    tool.fn_metadata.arg_model = _arguments_model(op)
+    tool.parameters = _input_schema(op)
+    return tool
+
+
+INSTRUCTIONS = (
+    "labdeck: tools for one Proxmox VE cluster. Start with pve_cluster_overview; list guests "
+    "with pve_list_guests (a compact table: filter by node/status/pool/tag/name and ask for "
+    "more columns with fields rather than pulling everything). Tool errors say what to do next."
+)
+
+
+def build_server(service_factory: Callable[[], Labdeck], *, allow_writes: bool) -> MCPServer:
+    """An MCP server exposing every catalogue operation as a tool.
+
+    ``service_factory`` builds the one ``Labdeck`` the server shares (in its lifespan; closed
+    at shutdown). ``allow_writes`` only shapes the tool descriptions: the service's own
+    policy is what refuses writes, before anything is sent to the cluster.
+    """
+    from labdeck import __version__
+
+    mode = (
+        "writes are allowed"
+        if allow_writes
+        else (f"read-only (the user can restart it with `{RESTART_WITH_WRITES}`)")
+    )
+    tools = [_tool(op, allow_writes=allow_writes) for op in catalogue().values()]
+    return MCPServer(
+        SERVER_NAME,
+        version=__version__,
+        instructions=f"{INSTRUCTIONS} This server is {mode}.",
+        tools=tools,
+        lifespan=_lifespan(service_factory),
+    )

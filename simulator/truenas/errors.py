@@ -70,8 +70,12 @@ def not_authorized() -> RpcError:
 def validation(errors: list[tuple[str, str]], *, number: int = _errno.EINVAL) -> RpcError:
     """-32602 with ``data.extra`` = ``[[attribute, errmsg, errno], ...]``."""
     extra = [[attribute, message, number] for attribute, message in errors]
-    summary = "; ".join(f"[{errname(number)}] {attribute}: {message}" for attribute, message in errors)
-    return RpcError(INVALID_PARAMS, "Invalid params", _data(number, summary, "ValidationErrors", extra))
+    summary = "; ".join(
+        f"[{errname(number)}] {attribute}: {message}" for attribute, message in errors
+    )
+    return RpcError(
+        INVALID_PARAMS, "Invalid params", _data(number, summary, "ValidationErrors", extra)
+    )
 
 
 def invalid(attribute: str, message: str, *, number: int = _errno.EINVAL) -> RpcError:

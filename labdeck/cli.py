@@ -56,12 +56,26 @@ def _build_parser() -> argparse.ArgumentParser:
     sub.add_parser("demo", help="dashboard on the embedded simulator (no config, no network)")
 
     mcp = sub.add_parser(
-        "mcp", help="MCP server (stdio by default); read-only unless --allow-writes"
+        "mcp",
+        help="MCP server (stdio by default); read-only unless --allow-writes",
+        allow_abbrev=False,  # `--token SECRET` must not pass for --token-file (and be echoed)
     )
     mcp.add_argument("--demo", action="store_true", help="serve the embedded simulator")
+    # also after `mcp` (DESIGN: `labdeck mcp --profile P`); SUPPRESS keeps `labdeck --profile P mcp`
+    mcp.add_argument("--profile", metavar="NAME", default=argparse.SUPPRESS, help="profile to use")
     mcp.add_argument("--transport", choices=["stdio", "streamable-http"], default="stdio")
-    mcp.add_argument("--host", default="127.0.0.1", help="HTTP bind address (streamable-http)")
-    mcp.add_argument("--port", type=int, default=8000, help="HTTP port (streamable-http)")
+    mcp.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="HTTP bind address (streamable-http; default loopback, others print a warning)",
+    )
+    mcp.add_argument("--port", type=int, default=8000, help="HTTP port (streamable-http; 0: any)")
+    mcp.add_argument(
+        "--token-file",
+        metavar="PATH",
+        help="file (mode 0600) holding the bearer token HTTP clients must send "
+        "(default: LABDECK_MCP_TOKEN)",
+    )
     mcp.add_argument("--allow-writes", action="store_true", help="allow tools that change state")
 
     call = sub.add_parser("call", help="run one catalogue operation: labdeck call OP key=value ...")
@@ -171,6 +185,11 @@ def _cmd_dashboard(args: argparse.Namespace, *, demo: bool) -> int:
 def _cmd_mcp(args: argparse.Namespace) -> int:
     from core.service import Labdeck
 
+    token = None
+    if args.transport == "streamable-http":
+        from mcp_server.http import resolve_token
+
+        token = resolve_token(args.token_file)  # refuses early: no token, no listening
     handle = None
     if args.demo:
         from labdeck.demo import demo_profile, start_demo
@@ -202,6 +221,7 @@ def _cmd_mcp(args: argparse.Namespace) -> int:
             allow_writes=allow_writes,
             host=args.host,
             port=args.port,
+            token=token,
         )
     finally:
         if handle is not None:

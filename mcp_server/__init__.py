@@ -1,6 +1,7 @@
-"""labdeck's MCP face: tools generated from ``core.ops``, served over stdio.
+"""labdeck's MCP face: tools generated from ``core.ops``, served over stdio or streamable HTTP.
 
-stdout belongs to the protocol: everything else (logging) goes to stderr.
+stdio: stdout belongs to the protocol. HTTP: ``/mcp`` behind a bearer token and Origin/Host
+checks (``mcp_server.http``). Either way everything else (logging) goes to stderr.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from typing import TYPE_CHECKING
 from mcp_server.server import build_server
 
 if TYPE_CHECKING:
+    from pydantic import SecretStr
+
     from core.service import Labdeck
 
 __all__ = ["build_server", "run"]
@@ -27,20 +30,26 @@ def run(
     allow_writes: bool = False,
     host: str = "127.0.0.1",
     port: int = 8000,
+    token: SecretStr | None = None,
 ) -> None:
-    """Serve the catalogue until the client disconnects (stdio) or the process is stopped."""
+    """Serve the catalogue until the client disconnects (stdio) or the process is stopped.
+
+    ``streamable-http`` serves ``http://host:port/mcp`` and requires ``token`` (the bearer
+    token clients must send); it is refused without one.
+    """
     from core.errors import ConfigError
 
     if transport not in TRANSPORTS:
         raise ConfigError(
             f"unknown MCP transport {transport!r}.", hint=f"Use one of: {', '.join(TRANSPORTS)}."
         )
-    if transport == "streamable-http":
-        # It needs bearer-token auth and Origin checks before it may listen (see DESIGN.md).
-        raise ConfigError(
-            f"the streamable-http transport (on {host}:{port}) is not supported yet.",
-            hint="Use the default stdio transport: `labdeck mcp`.",
-        )
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    if transport == "streamable-http":
+        from mcp_server import http
+
+        checked = http.check_token(token)  # before anything is built or bound
+        server = build_server(service_factory, allow_writes=allow_writes)
+        http.serve(server, token=checked, host=host, port=port)
+        return
     build_server(service_factory, allow_writes=allow_writes).run("stdio")

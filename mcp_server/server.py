@@ -15,10 +15,12 @@ import logging
 import shlex
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Annotated, Any, get_args, get_origin
 
 from mcp.server import MCPServer
+from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.mcpserver import (
     AcceptedElicitation,
     CancelledElicitation,
@@ -28,10 +30,12 @@ from mcp.server.mcpserver import (
     ElicitationResult,
     Resolve,
 )
-from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.mcpserver.exceptions import ResourceError, ToolError
+from mcp.server.mcpserver.prompts import Prompt
+from mcp.server.mcpserver.resources import FunctionResource, Resource
 from mcp.server.mcpserver.tools import Tool
 from mcp.server.mcpserver.utilities.func_metadata import ArgModelBase
-from mcp_types import CallToolResult, TextContent, ToolAnnotations
+from mcp_types import Annotations, CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from core.errors import ConfirmationRequired, LabdeckError, PolicyDenied
@@ -58,6 +62,21 @@ def _lab(ctx: Context) -> Labdeck:
     state = ctx.request_context.lifespan_context
     assert isinstance(state, ServerState)
     return state.lab
+
+
+#: the state of the connection whose request is being handled (set by ``_expose_state``):
+#: a static resource takes no ``Context``, so this is how it reaches the shared service
+_current_state: ContextVar[ServerState | None] = ContextVar("labdeck_mcp_state", default=None)
+
+
+async def _expose_state(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+    """Server middleware: make this connection's ``ServerState`` visible while it is handled."""
+    state = ctx.lifespan_context
+    reset = _current_state.set(state if isinstance(state, ServerState) else None)
+    try:
+        return await call_next(ctx)
+    finally:
+        _current_state.reset(reset)
 
 
 def _lifespan(
@@ -339,6 +358,112 @@ def _tool(op: Operation, *, allow_writes: bool) -> Tool:
     return tool
 
 
+# ---------------------------------------------------------------- resources
+
+
+INVENTORY_URI = "labdeck://inventory"
+INVENTORY_GUEST_FIELDS = ["vmid", "name", "node", "type", "status"]
+
+
+async def _inventory() -> str:
+    """The cluster at a glance, as compact JSON: overview, nodes and every guest."""
+    state = _current_state.get()
+    if state is None:
+        raise ResourceError("the labdeck service is not available on this connection.")
+    lab = state.lab
+    try:
+        overview = await lab.call("pve_cluster_overview", {})
+        nodes = await lab.call("pve_list_nodes", {})
+        guests = await lab.call("pve_list_guests", {"fields": INVENTORY_GUEST_FIELDS})
+    except LabdeckError as exc:
+        raise ResourceError(str(exc)) from None
+    node_rows = [
+        [
+            n.node,
+            n.status,
+            round(n.cpu, 3),
+            round(n.mem / n.maxmem, 3) if n.maxmem else None,
+            n.uptime,
+        ]
+        for n in getattr(nodes, "nodes", [])
+    ]
+    inventory = {
+        "overview": overview.model_dump(mode="json", by_alias=True),
+        "nodes": {"columns": ["node", "status", "cpu", "mem_frac", "uptime_s"], "rows": node_rows},
+        "guests": guests.model_dump(mode="json", by_alias=True, exclude_none=True),
+    }
+    return json.dumps(inventory, separators=(",", ":"))
+
+
+def _resources() -> list[Resource]:
+    return [
+        FunctionResource.from_function(
+            _inventory,
+            uri=INVENTORY_URI,
+            name="inventory",
+            title="Cluster inventory",
+            description=(
+                "Compact inventory of the Proxmox VE cluster, read live: the overview (quorum, "
+                "totals), one row per node (cpu and mem as fractions) and one row per guest "
+                "(vmid, name, node, type, status). Columnar JSON: columns once, then rows."
+            ),
+            mime_type="application/json",
+            annotations=Annotations(audience=["user", "assistant"], priority=0.8),
+        )
+    ]
+
+
+# ---------------------------------------------------------------- prompts
+
+
+def health_report(
+    node: Annotated[
+        str,
+        Field(
+            pattern=r"^([a-zA-Z0-9]([a-zA-Z0-9\-]*[a-zA-Z0-9])?)?$",
+            max_length=63,
+            description="Only report on this node (default: the whole cluster).",
+        ),
+    ] = "",
+) -> str:
+    """A health check of the cluster: what is down, stopped, full or busy, and what to look at."""
+    scope = f"node {node}" if node else "the Proxmox VE cluster"
+    where = f', "node": "{node}"' if node else ""
+    return (
+        f"Write a short health report of {scope}, using labdeck's read-only tools "
+        "(change nothing).\n\n"
+        "1. Call pve_cluster_overview: quorum, nodes online of total, guests running of "
+        "total, CPU, memory and storage use.\n"
+        "2. Call pve_list_nodes: name any node that is not online, and any with CPU above "
+        "85% or memory above 90%.\n"
+        f'3. Call pve_list_guests with {{"status": "stopped"{where}, '
+        '"fields": ["vmid", "name", "node", "type", "tags", "template"]}: the stopped guests '
+        "(leave out templates, which are always stopped).\n"
+        f'4. Call pve_list_guests with {{"status": "running"{where}, '
+        '"fields": ["vmid", "name", "node", "cpu", "mem", "maxmem", "lock"]}: guests near their '
+        "CPU or memory limit, and any guest holding a lock.\n"
+        "5. For a guest that stands out, pve_guest_status gives the details.\n\n"
+        "Then summarise in a few lines: overall verdict (healthy / needs attention / "
+        "degraded), then what needs attention, most urgent first, each with the guest or node "
+        "it concerns. Suggest actions but do not take them. Quote numbers (percentages, "
+        "counts), and say plainly when a tool call failed rather than guessing."
+    )
+
+
+def _prompts() -> list[Prompt]:
+    return [
+        Prompt.from_function(
+            health_report,
+            name="health_report",
+            title="Cluster health report",
+            description=(
+                "Check the cluster's health with the read-only tools (overview, nodes, stopped "
+                "and busy guests) and summarise what needs attention."
+            ),
+        )
+    ]
+
+
 INSTRUCTIONS = (
     "labdeck: tools for one Proxmox VE cluster. Start with pve_cluster_overview; list guests "
     "with pve_list_guests (a compact table: filter by node/status/pool/tag/name and ask for "
@@ -348,6 +473,9 @@ INSTRUCTIONS = (
 
 def build_server(service_factory: Callable[[], Labdeck], *, allow_writes: bool) -> MCPServer:
     """An MCP server exposing every catalogue operation as a tool.
+
+    Besides the tools: the resource ``labdeck://inventory`` (the cluster at a glance) and
+    the prompt ``health_report`` (a guided, read-only health check).
 
     ``service_factory`` builds the one ``Labdeck`` the server shares (in its lifespan; closed
     at shutdown). ``allow_writes`` only shapes the tool descriptions: the service's own
@@ -361,10 +489,15 @@ def build_server(service_factory: Callable[[], Labdeck], *, allow_writes: bool) 
         else (f"read-only (the user can restart it with `{RESTART_WITH_WRITES}`)")
     )
     tools = [_tool(op, allow_writes=allow_writes) for op in catalogue().values()]
-    return MCPServer(
+    server = MCPServer(
         SERVER_NAME,
         version=__version__,
         instructions=f"{INSTRUCTIONS} This server is {mode}.",
         tools=tools,
+        resources=_resources(),
         lifespan=_lifespan(service_factory),
+        middleware=[_expose_state],
     )
+    for prompt in _prompts():
+        server.add_prompt(prompt)
+    return server

@@ -1,0 +1,80 @@
+"""The command palette (ctrl+p): dashboard actions, views, and jumping to a guest by name."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from functools import partial
+from typing import TYPE_CHECKING
+
+from textual.command import DiscoveryHit, Hit, Hits, Provider
+
+from core.models import Guest
+from tui.data import POWER_ACTIONS
+from tui.formatting import guest_label
+
+if TYPE_CHECKING:
+    from tui.app import LabdeckApp
+
+Command = tuple[str, Callable[[], object], str]
+
+
+def guest_commands(app: LabdeckApp, action: str | None) -> list[Command]:
+    """One command per guest the action applies to (``None``: jump to the guest)."""
+    commands: list[Command] = []
+    for guest in sorted(app.guests(), key=lambda g: g.vmid):
+        where = f"{guest.kind} on {guest.node}, {guest.status}"
+        if action is None:
+            commands.append((guest_label(guest), partial(app.select_guest, guest.vmid), where))
+        elif guest.status in POWER_ACTIONS[action].applies_to and not guest.template:
+            commands.append((guest_label(guest), partial(app.request_power, action, guest), where))
+    return commands
+
+
+class LabdeckCommands(Provider):
+    """Built each time the palette opens, from the guests the dashboard shows right now."""
+
+    @property
+    def labdeck(self) -> LabdeckApp:
+        return self.app  # type: ignore[return-value]
+
+    def _general(self) -> Iterator[Command]:
+        app = self.labdeck
+        yield "Refresh", app.action_refresh, "Fetch the cluster state now (ctrl+r)."
+        for view in ("guests", "nodes", "pools"):
+            yield f"Go to {view}", partial(app.action_show_view, view), f"Show the {view} view."
+        yield "Go to guest…", partial(app.pick_guest, None), "Pick a guest by name or vmid."
+        yield "Filter guests…", app.action_filter_guests, "Type to filter the guests table (/)."
+        for action in POWER_ACTIONS.values():
+            yield (
+                f"{action.verb} guest…",
+                partial(app.pick_guest, action.name),
+                f"Pick a guest to {action.verb.lower()} ({action.key} on the selected one).",
+            )
+        yield "Help", app.action_help, "Every key of the dashboard (F1)."
+
+    def _direct(self, guest: Guest) -> Iterator[Command]:
+        app = self.labdeck
+        label = guest_label(guest)
+        where = f"{guest.kind} on {guest.node}, {guest.status}"
+        yield f"Go to guest {label}", partial(app.select_guest, guest.vmid), where
+        for action in POWER_ACTIONS.values():
+            if guest.status in action.applies_to and not guest.template:
+                yield (
+                    f"{action.verb} guest {label}",
+                    partial(app.request_power, action.name, guest),
+                    where,
+                )
+
+    async def discover(self) -> Hits:
+        for text, command, help_text in self._general():
+            yield DiscoveryHit(text, command, help=help_text)
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        commands = list(self._general())
+        for guest in self.labdeck.guests():
+            commands.extend(self._direct(guest))
+        for text, command, help_text in commands:
+            score = matcher.match(text)
+            if score > 0:
+                yield Hit(score, matcher.highlight(text), command, text=text, help=help_text)

@@ -1,0 +1,184 @@
+"""The main screen: header, Guests / Nodes / Pools tabs, the guest detail, the footer."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import Screen
+from textual.widgets import Footer, Input, TabbedContent, TabPane
+
+from tui.data import POWER_ACTIONS, ClusterSnapshot
+from tui.widgets.cluster_header import ClusterHeader
+from tui.widgets.guest_detail import GuestDetail
+from tui.widgets.guest_table import GuestTable
+from tui.widgets.node_table import NodeTable
+from tui.widgets.pool_tree import PoolTree
+
+if TYPE_CHECKING:
+    from tui.app import LabdeckApp
+
+VIEWS = ("guests", "nodes", "pools")
+
+
+def _power_binding(name: str, show: bool = True) -> Binding:
+    action = POWER_ACTIONS[name]
+    return Binding(
+        action.key,
+        f"power('{name}')",
+        action.verb,
+        id=f"guest.{name}",
+        tooltip=f"{action.verb} the selected guest"
+        + (" (asks first)." if name != "start" else "."),
+        show=show,
+    )
+
+
+class DashboardScreen(Screen[None]):
+    AUTO_FOCUS = ""  # the table, once its tab is laid out (see on_mount)
+    BINDINGS = [
+        Binding("slash", "filter", "Filter", id="guests.filter",
+                tooltip="Filter guests by name, vmid, node, tag, pool or status."),
+        Binding("escape", "clear_filter", "Clear filter", id="guests.clear_filter",
+                tooltip="Clear the guest filter.", show=False),
+        Binding("s", "sort", "Sort", id="guests.sort",
+                tooltip="Sort guests by the next column (click a header to reverse)."),
+        _power_binding("start"),
+        _power_binding("shutdown"),
+        _power_binding("stop"),
+        _power_binding("reboot"),
+    ]  # fmt: skip
+
+    app: LabdeckApp
+
+    def compose(self) -> ComposeResult:
+        profile = self.app.service.profile
+        yield ClusterHeader(
+            profile=profile.name,
+            host=profile.pve.host or "no host",
+            writes=self.app.service.policy.allow_writes,
+            id="header",
+        )
+        with TabbedContent(id="views", initial="guests"):
+            with TabPane("Guests", id="guests"):
+                with Vertical(id="guests-view"):
+                    yield Input(placeholder="filter: name, vmid, node, tag, pool, status",
+                                id="guest-filter")  # fmt: skip
+                    yield GuestTable(id="guest-table")
+                    yield GuestDetail("Waiting for the cluster…", id="guest-detail")
+            with TabPane("Nodes", id="nodes"):
+                yield NodeTable(id="node-table")
+            with TabPane("Pools", id="pools"):
+                yield PoolTree(id="pool-tree")
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        self.query_one("#guest-filter", Input).display = False
+        self.call_after_refresh(self.focus_view, "guests")
+
+    # ------------------------------------------------------------------ data down
+
+    @property
+    def header(self) -> ClusterHeader:
+        return self.query_one(ClusterHeader)
+
+    @property
+    def guest_table(self) -> GuestTable:
+        return self.query_one(GuestTable)
+
+    def show_snapshot(self, snapshot: ClusterSnapshot) -> None:
+        inventory = snapshot.inventory
+        self.guest_table.show(inventory.guests)
+        self.query_one(NodeTable).show(inventory.nodes, inventory.guests)
+        if snapshot.pools is not None:
+            self.query_one(PoolTree).show(snapshot.pools, inventory.guests)
+        views = self.query_one(TabbedContent)
+        views.get_tab("guests").label = f"Guests ({len(inventory.guests)})"
+        views.get_tab("nodes").label = f"Nodes ({len(inventory.nodes)})"
+        if snapshot.pools is not None:
+            views.get_tab("pools").label = f"Pools ({len(snapshot.pools)})"
+
+    @on(GuestTable.Selected)
+    def show_selected(self, event: GuestTable.Selected) -> None:
+        table = self.guest_table
+        if event.guest is not None:
+            self.query_one(GuestDetail).show(event.guest)
+        elif table.guests and table.filter_text:
+            self.query_one(GuestDetail).show(None, f"No guest matches “{table.filter_text}”.")
+        elif table.guests:
+            self.query_one(GuestDetail).show(None)
+        self.refresh_bindings()
+
+    # ------------------------------------------------------------------ views
+
+    @property
+    def active_view(self) -> str:
+        return self.query_one(TabbedContent).active or "guests"
+
+    def show_view(self, view: str) -> None:
+        self.query_one(TabbedContent).active = view
+        self.focus_view(view)
+
+    def focus_view(self, view: str) -> None:
+        widget = {"guests": GuestTable, "nodes": NodeTable, "pools": PoolTree}[view]
+        self.query_one(widget).focus()
+
+    @on(TabbedContent.TabActivated)
+    def _tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        if event.pane.id is not None:
+            self.focus_view(event.pane.id)
+        self.refresh_bindings()
+
+    # ------------------------------------------------------------------ guests
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in ("filter", "sort", "clear_filter", "power"):
+            if self.active_view != "guests":
+                return False
+            if action == "power" and self.guest_table.selected is None:
+                return None
+        return True
+
+    def action_filter(self) -> None:
+        field = self.query_one("#guest-filter", Input)
+        field.display = True
+        field.focus()
+
+    def action_clear_filter(self) -> None:
+        field = self.query_one("#guest-filter", Input)
+        if not field.display and not field.value:
+            return
+        field.value = ""
+        field.display = False
+        self.guest_table.set_filter("")
+        self.guest_table.focus()
+
+    @on(Input.Changed, "#guest-filter")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        self.guest_table.set_filter(event.value.strip())
+
+    @on(Input.Submitted, "#guest-filter")
+    def _filter_submitted(self, event: Input.Submitted) -> None:
+        if not event.value.strip():
+            event.input.display = False
+        self.guest_table.focus()
+
+    def action_sort(self) -> None:
+        label = self.guest_table.cycle_sort()
+        self.notify(f"Guests sorted by {label}.", timeout=2)
+
+    def action_power(self, name: str) -> None:
+        guest = self.guest_table.selected
+        if guest is not None:
+            self.app.request_power(name, guest)
+
+    def select_guest(self, vmid: int) -> None:
+        """Show the guests view with the cursor on ``vmid`` (clearing a filter that hides it)."""
+        self.show_view("guests")
+        table = self.guest_table
+        if not table.select_vmid(vmid):
+            self.action_clear_filter()
+            table.select_vmid(vmid)

@@ -21,6 +21,7 @@ from core.models import Guest, Inventory, NodeInfo, StorageInfo
 from core.ops import Operation, get_operation
 from core.policy import Policy
 from core.pve import ProgressFn, PveClient
+from core.truenas import TrueNasClient
 
 Face = str  # "cli" | "tui" | "mcp"
 #: result fields copied into the audit line
@@ -158,6 +159,7 @@ class Labdeck:
         self.audit = audit
         self.how_to_allow = how_to_allow
         self._pve = pve
+        self._truenas: TrueNasClient | None = None
         # the parsed form of the last /cluster/resources answer, reused while it is cached
         self._inventory: tuple[object, Inventory] | None = None
 
@@ -170,6 +172,22 @@ class Labdeck:
     async def aclose(self) -> None:
         if self._pve is not None:
             await self._pve.aclose()
+        if self._truenas is not None:
+            await self._truenas.aclose()
+            self._truenas = None
+
+    @property
+    def truenas(self) -> TrueNasClient:
+        """The profile's TrueNAS client (connects on first call)."""
+        if self._truenas is None:
+            if not self.profile.truenas.configured:
+                raise ConfigError(
+                    f"profile {self.profile.name!r} has no TrueNAS system configured.",
+                    hint="Add [truenas] url and api_key_file to config.toml (or TRUENAS_URL and "
+                    "TRUENAS_API_KEY), or run `labdeck demo`.",
+                )
+            self._truenas = TrueNasClient(self.profile.truenas)
+        return self._truenas
 
     @property
     def pve(self) -> PveClient:

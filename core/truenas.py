@@ -62,6 +62,7 @@ MAX_MESSAGE = 64 * 1024
 MAX_IN_FLIGHT = 10
 FINAL_JOB_STATES = frozenset({"SUCCESS", "FAILED", "ABORTED"})
 
+
 class TrueNasClient:
     """One TrueNAS system. Use as ``async with TrueNasClient(settings) as nas:``."""
 
@@ -206,8 +207,10 @@ class TrueNasClient:
                 sub.server_id = str(await self._request(conn, "core.subscribe", [sub.collection]))
         except Dropped:
             await self._shutdown(conn)
-            raise Unreachable(f"TrueNAS at {self.host} closed the connection while logging in.",
-                              hint="Check the server's logs; retry in a moment.") from None
+            raise Unreachable(
+                f"TrueNAS at {self.host} closed the connection while logging in.",
+                hint="Check the server's logs; retry in a moment.",
+            ) from None
         except BaseException:
             await self._shutdown(conn)
             raise
@@ -320,11 +323,14 @@ class TrueNasClient:
                 ) from None
             except TimeoutError:
                 if read:
-                    raise Unreachable(f"TrueNAS at {self.host} did not answer {method} in time.",
-                                      hint="The system may be busy; retry later.") from None
+                    raise Unreachable(
+                        f"TrueNAS at {self.host} did not answer {method} in time.",
+                        hint="The system may be busy; retry later.",
+                    ) from None
                 raise OutcomeUnknown(
                     f"TrueNAS at {self.host} did not answer {method} in time: it may or may not "
-                    "have been applied.", method=method,
+                    "have been applied.",
+                    method=method,
                     hint="Check the current state before retrying.",
                 ) from None
         raise Unreachable(f"cannot reach TrueNAS at {self.host}.")
@@ -349,7 +355,8 @@ class TrueNasClient:
                 waiter.set()
         for sub in list(self._subs.values()):
             if sub.collection in (collection, "*") or (
-                    isinstance(collection, str) and sub.collection.startswith(collection + ":")):
+                isinstance(collection, str) and sub.collection.startswith(collection + ":")
+            ):
                 self._run_callback(sub.callback, event)
 
     def _run_callback(self, callback: EventFn, event: dict[str, Any]) -> None:
@@ -359,6 +366,7 @@ class TrueNasClient:
             log.exception("TrueNAS event callback failed")
             return
         if inspect.isawaitable(result):
+
             async def run(awaitable: Awaitable[None]) -> None:
                 try:
                     await awaitable
@@ -441,7 +449,8 @@ class TrueNasClient:
                     raise JobTimeout(
                         f"TrueNAS job {job_id} ({fields.get('method')}) is still {state} after "
                         f"{timeout_s:.0f}s; stopped waiting (it keeps running).",
-                        job_id=job_id, hint="Check it later with core.get_jobs.",
+                        job_id=job_id,
+                        hint="Check it later with core.get_jobs.",
                     )
                 try:
                     async with asyncio.timeout(min(poll_s, remaining)):

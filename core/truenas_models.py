@@ -220,13 +220,17 @@ def map_error(method: str, error: Any, *, release: str | None) -> LabdeckError:
         return InvalidInput(f"{where} rejected the parameters of {method}: {summary}.",
                             fields=fields)  # fmt: skip
     if code == -32000:
-        return ServerError(f"{where} refused {method}: too many concurrent calls on one "
-                           "connection.", hint="Lower the client's max_in_flight (10 is safe).")
+        return ServerError(
+            f"{where} refused {method}: too many concurrent calls on one connection.",
+            hint="Lower the client's max_in_flight (10 is safe).",
+        )
     if code in (-32700, -32600, -32603):
         return ServerError(f"{where} could not process the {method} request ({reason}).")
     if number == ENOTAUTHENTICATED:
-        return AuthError(f"{where} says the session is not authenticated (calling {method}).",
-                         hint="The session may have expired; reconnect to log in again.")
+        return AuthError(
+            f"{where} says the session is not authenticated (calling {method}).",
+            hint="The session may have expired; reconnect to log in again.",
+        )
     if number == EACCES:
         return PermissionDenied(
             f"{where} refused {method}: the API key's user lacks a role for it ({reason}).",
@@ -235,8 +239,10 @@ def map_error(method: str, error: Any, *, release: str | None) -> LabdeckError:
             "reads, e.g. DATASET_WRITE for dataset changes), or use another key.",
         )
     if number == EBUSY and "rate limit" in reason.lower():
-        return ServerError(f"{where} rate-limited {method} (too many unauthenticated calls).",
-                           hint="Wait a minute before retrying the login.")
+        return ServerError(
+            f"{where} rate-limited {method} (too many unauthenticated calls).",
+            hint="Wait a minute before retrying the login.",
+        )
     fields = field_errors(data.get("extra"))
     if fields:
         return InvalidInput(f"{where} rejected {method}: {reason}", fields=fields)

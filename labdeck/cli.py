@@ -108,6 +108,10 @@ def _build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--guests", type=int, default=24)
     sim.add_argument("--seed", type=int, default=7)
     sim.add_argument("--speed", type=float, default=1.0, help="simulated seconds per second")
+    sim.add_argument(
+        "--truenas-version", choices=["25.04", "25.10", "26"], default="25.10",
+        help="TrueNAS release whose API the simulator serves beside PVE",
+    )  # fmt: skip
     return parser
 
 
@@ -376,6 +380,7 @@ def _cmd_sim(args: argparse.Namespace) -> int:
         guests=args.guests,
         seed=args.seed,
         speed=args.speed,
+        truenas_version=args.truenas_version,
     )
     return run_forever(config, print_fn=lambda line: print(line, flush=True))
 

@@ -50,6 +50,12 @@ def demo_profile(
             verify_ssl=True,
             ca_bundle=Path(handle.ca_path),
         ),
-        truenas=TrueNasSettings(),
+        truenas=TrueNasSettings(
+            url=handle.truenas_url,
+            api_key=SecretStr(handle.truenas_api_key) if handle.truenas_api_key else None,
+            ca_bundle=Path(handle.ca_path),
+        )
+        if handle.truenas_url
+        else TrueNasSettings(),
         policy=PolicySettings(allow_writes=allow_writes),
     )

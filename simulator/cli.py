@@ -12,7 +12,7 @@ from simulator.server import Simulator
 
 def describe(simulator: Simulator) -> list[str]:
     """One line per fact a client needs; the format is relied on by docs and tests."""
-    return [
+    lines = [
         f"PVE URL: {simulator.pve_url}/api2/json",
         f"PVE token: {simulator.token.header}",
         f"read-only token: {simulator.readonly_token.header}",
@@ -20,6 +20,15 @@ def describe(simulator: Simulator) -> list[str]:
         f"CA SHA-256 fingerprint: {simulator.ca_fingerprint}",
         f"server certificate SHA-256 fingerprint: {simulator.cert_fingerprint}",
     ]
+    if simulator.truenas is not None:
+        lines += [
+            f"TrueNAS URL: {simulator.truenas_url}",
+            f"TrueNAS release: {simulator.truenas.release}",
+            f"TrueNAS API key: TRUENAS_API_KEY={simulator.truenas_api_key}",
+            f"read-only TrueNAS API key: TRUENAS_API_KEY={simulator.truenas_readonly_api_key}",
+        ]
+    lines.append(f"PVE login: {simulator.login.user} password {simulator.login.password}")
+    return lines
 
 
 async def serve(config: SimulatorConfig, print_fn: Callable[[str], object] = print) -> None:

@@ -26,6 +26,9 @@ class SimulatorConfig:
     dynamic: bool = True
     auth_fail_delay: float = 0.0
     cluster_name: str = "labdeck-demo"
+    # a TrueNAS JSON-RPC endpoint beside the PVE API (same CA), emulating this release
+    truenas: bool = True
+    truenas_version: str = "25.10"
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from simulator.pve_api import PveApi
 from simulator.routing import ServerFacts
 from simulator.state import ClusterState
 from simulator.tls import TlsMaterial, make_tls
+from simulator.truenas import TrueNasSimulator
 
 T = TypeVar("T")
 TICK_SECONDS = 0.05  # how often running tasks are checked for completion (real time)
@@ -48,6 +49,7 @@ class Simulator:
         self._tls: TlsMaterial | None = None
         self._http: HttpServer | None = None
         self._ticker: asyncio.Task[None] | None = None
+        self.truenas: TrueNasSimulator | None = None
 
     # Facts available once started.
     @property
@@ -65,6 +67,19 @@ class Simulator:
     @property
     def ca_fingerprint(self) -> str:
         return self._started_tls().ca_fingerprint
+
+    @property
+    def truenas_url(self) -> str | None:
+        """``wss://host:port/api/current``, or None when TrueNAS is off."""
+        return self.truenas.url if self.truenas else None
+
+    @property
+    def truenas_api_key(self) -> str | None:
+        return self.truenas.api_key if self.truenas else None
+
+    @property
+    def truenas_readonly_api_key(self) -> str | None:
+        return self.truenas.readonly_api_key if self.truenas else None
 
     def _started_tls(self) -> TlsMaterial:
         if self._tls is None:
@@ -102,6 +117,15 @@ class Simulator:
             self._http = None
             raise
         self.port = self._http.port
+        if self.config.truenas:
+            self.truenas = TrueNasSimulator(
+                self.host,
+                seed=self.config.seed,
+                version=self.config.truenas_version,
+                speed=self.config.speed,
+                tls=self._tls,
+            )
+            await self.truenas.start()
         self._ticker = asyncio.create_task(self._tick())
 
     async def _tick(self) -> None:
@@ -117,6 +141,9 @@ class Simulator:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._ticker
             self._ticker = None
+        if self.truenas is not None:
+            await self.truenas.stop()
+            self.truenas = None
         if self._http is not None:
             await self._http.stop()
             self._http = None
@@ -172,6 +199,18 @@ class SimulatorHandle:
     @property
     def readonly_token(self) -> DemoToken:
         return self.simulator.readonly_token
+
+    @property
+    def truenas_url(self) -> str | None:
+        return self.simulator.truenas_url
+
+    @property
+    def truenas_api_key(self) -> str | None:
+        return self.simulator.truenas_api_key
+
+    @property
+    def truenas_readonly_api_key(self) -> str | None:
+        return self.simulator.truenas_readonly_api_key
 
     @property
     def login(self) -> DemoLogin:

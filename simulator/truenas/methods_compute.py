@@ -152,4 +152,3 @@ def container_stop(ctx: Ctx, args: list[Any]) -> JobPlan:
     check_fields(arg(args, 1, "options", dict, default={}), "options",
                  {"force": bool, "force_after_timeout": bool})  # fmt: skip
     return _stop_plan(ctx, "container", pk, "container")
-

@@ -77,8 +77,12 @@ async def login_ex(ctx: Ctx, args: list[Any]) -> dict[str, Any]:
         if mechanism in ("PASSWORD_PLAIN", "TOKEN_PLAIN", "OTP_TOKEN"):
             return {"response_type": "AUTH_ERR"}
         raise invalid("login_data.mechanism", "Input tag does not match any expected tags")
-    check_fields(data, "login_data", {"mechanism": str, "username": str, "api_key": str,
-                                      "login_options": dict}, ("username", "api_key"))
+    check_fields(
+        data,
+        "login_data",
+        {"mechanism": str, "username": str, "api_key": str, "login_options": dict},
+        ("username", "api_key"),
+    )
     if not await _check_key(ctx, data["api_key"], data["username"]):
         return {"response_type": "AUTH_ERR"}
     return {"response_type": "SUCCESS", "user_info": _me(ctx), "authenticator": "LEVEL_1"}

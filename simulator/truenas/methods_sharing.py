@@ -133,4 +133,3 @@ def nfs_update(ctx: Ctx, args: list[Any]) -> dict[str, Any]:
 @method("sharing.nfs.delete", roles=("SHARING_NFS_WRITE",), args=1)
 def nfs_delete(ctx: Ctx, args: list[Any]) -> bool:
     return _share_delete(ctx, "nfs", args)
-

@@ -42,9 +42,11 @@ def _now(ctx: Ctx) -> datetime:
 def _scrub_plan(ctx: Ctx, pool: dict[str, Any], action: str) -> JobPlan:
     started = _now(ctx)
     if action != "START":
+
         def halt() -> None:
             pool["scan"]["state"] = "CANCELED"
             ctx.state.put("pool", pool["id"], pool)
+
         return JobPlan(f"Scrub {action.lower()} {pool['name']}", 0.5, halt, transient=True)
 
     pool["scan"] = {**pool["scan"], "state": "SCANNING", "start_time": started, "end_time": None,
@@ -52,8 +54,13 @@ def _scrub_plan(ctx: Ctx, pool: dict[str, Any], action: str) -> JobPlan:
     ctx.state.put("pool", pool["id"], pool)
 
     def finish() -> None:
-        pool["scan"].update(state="FINISHED", end_time=_now(ctx), percentage=100.0,
-                            bytes_processed=pool["allocated"], bytes_issued=pool["allocated"])
+        pool["scan"].update(
+            state="FINISHED",
+            end_time=_now(ctx),
+            percentage=100.0,
+            bytes_processed=pool["allocated"],
+            bytes_issued=pool["allocated"],
+        )
         ctx.state.put("pool", pool["id"], pool)
 
     return JobPlan(f"Scrub of pool {pool['name']}", 20.0, finish,
@@ -238,8 +245,11 @@ def _snap(ctx: Ctx, ident: str) -> dict[str, Any]:
 def _snap_rollback(ctx: Ctx, ident: str, recursive: bool) -> None:
     target = _snap(ctx, ident)
     txg = int(target["createtxg"])
-    newer = [k for k, v in ctx.state.items["snapshot"].items()
-             if v["dataset"] == target["dataset"] and int(v["createtxg"]) > txg]
+    newer = [
+        k
+        for k, v in ctx.state.items["snapshot"].items()
+        if v["dataset"] == target["dataset"] and int(v["createtxg"]) > txg
+    ]
     if newer and not recursive:
         raise call_error(errno.EFAULT, f"cannot rollback to {ident!r}: more recent snapshots or "
                          "bookmarks exist; use 'recursive' to destroy them")  # fmt: skip
@@ -307,15 +317,30 @@ def _resource(item: dict[str, Any]) -> dict[str, Any]:
         read_only=True)  # fmt: skip
 def resource_snapshot_query(ctx: Ctx, args: list[Any]) -> list[dict[str, Any]]:
     data = arg(args, 0, "data", dict, default={})
-    check_fields(data, "data", {"paths": list, "recursive": bool, "properties": (list, None),
-                                "get_user_properties": bool, "get_source": bool,
-                                "get_holds": bool, "min_txg": int, "max_txg": int})
+    check_fields(
+        data,
+        "data",
+        {
+            "paths": list,
+            "recursive": bool,
+            "properties": (list, None),
+            "get_user_properties": bool,
+            "get_source": bool,
+            "get_holds": bool,
+            "min_txg": int,
+            "max_txg": int,
+        },
+    )
     paths = data.get("paths") or []
     out = []
     for item in ctx.state.items["snapshot"].values():
         ds = item["dataset"]
-        hit = not paths or item["id"] in paths or ds in paths or (
-            data.get("recursive") and any(ds.startswith(p + "/") for p in paths))
+        hit = (
+            not paths
+            or item["id"] in paths
+            or ds in paths
+            or (data.get("recursive") and any(ds.startswith(p + "/") for p in paths))
+        )
         if hit:
             out.append(_resource(item))
     return out
@@ -324,8 +349,12 @@ def resource_snapshot_query(ctx: Ctx, args: list[Any]) -> list[dict[str, Any]]:
 @method("zfs.resource.snapshot.create", roles=("SNAPSHOT_WRITE",), args=1, releases=("26",))
 def resource_snapshot_create(ctx: Ctx, args: list[Any]) -> dict[str, Any]:
     data = arg(args, 0, "data", dict)
-    check_fields(data, "data", {"dataset": str, "name": str, "recursive": bool,
-                                "exclude": list, "user_properties": dict}, ("dataset", "name"))
+    check_fields(
+        data,
+        "data",
+        {"dataset": str, "name": str, "recursive": bool, "exclude": list, "user_properties": dict},
+        ("dataset", "name"),
+    )
     return _resource(_snap_create(ctx, data, "data"))
 
 

@@ -248,8 +248,10 @@ class TrueNasSimulator:
         notify = "id" not in msg
         if conn.in_flight >= HARD_LIMIT:
             if not notify:
-                error = plain(TOO_MANY_CONCURRENT,
-                              f"Maximum number of concurrent calls ({HARD_LIMIT}) has exceeded")
+                error = plain(
+                    TOO_MANY_CONCURRENT,
+                    f"Maximum number of concurrent calls ({HARD_LIMIT}) has exceeded",
+                )
                 self._send(conn, {"id": ident, "error": error.to_json()})
             return
         conn.in_flight += 1
@@ -357,8 +359,13 @@ class TrueNasSimulator:
                                          "physical_memory_available": 30 * 2**30},
                               "disks": {"busy": rng.uniform(0, 30)}, "interfaces": {},
                               "pools": {}}  # fmt: skip
-                self._send(conn, {"method": "collection_update", "params": {
-                    "msg": "added", "collection": base, "fields": fields}})
+                self._send(
+                    conn,
+                    {
+                        "method": "collection_update",
+                        "params": {"msg": "added", "collection": base, "fields": fields},
+                    },
+                )
                 await asyncio.sleep(max(interval / self.clock.speed, 0.05))
 
         conn.sources[ident] = asyncio.create_task(pump())

@@ -161,10 +161,28 @@ class TrueNasState:
 
     def _seed_storage(self, rng: random.Random, now: datetime) -> None:
         scrubbed = now - timedelta(days=6)
-        tank = s.pool(1, "tank", "RAIDZ2", [f"sd{c}" for c in "abcdef"], size=48 * s.TB,
-                      allocated=19 * s.TB, status="ONLINE", rng=rng, scrubbed=scrubbed)
-        backup = s.pool(2, "backup", "MIRROR", ["sdg", "sdh"], size=8 * s.TB,
-                        allocated=5 * s.TB, status="DEGRADED", rng=rng, scrubbed=scrubbed)
+        tank = s.pool(
+            1,
+            "tank",
+            "RAIDZ2",
+            [f"sd{c}" for c in "abcdef"],
+            size=48 * s.TB,
+            allocated=19 * s.TB,
+            status="ONLINE",
+            rng=rng,
+            scrubbed=scrubbed,
+        )
+        backup = s.pool(
+            2,
+            "backup",
+            "MIRROR",
+            ["sdg", "sdh"],
+            size=8 * s.TB,
+            allocated=5 * s.TB,
+            status="DEGRADED",
+            rng=rng,
+            scrubbed=scrubbed,
+        )
         for item in (tank, backup):
             self.put("pool", item["id"], item, event=False)
         self.put("scrub", 1, s.scrub_task(1, 1, "tank"), event=False)
@@ -188,8 +206,17 @@ class TrueNasState:
         ]  # fmt: skip
         for name, used, avail, quota, comments, kind, volsize in rows:
             comp = "ZSTD" if name.startswith("tank/media") else "LZ4"
-            raw = s.dataset_raw(name, used=used, avail=avail, created=created, compression=comp,
-                                quota=quota, comments=comments, kind=kind, volsize=volsize)
+            raw = s.dataset_raw(
+                name,
+                used=used,
+                avail=avail,
+                created=created,
+                compression=comp,
+                quota=quota,
+                comments=comments,
+                kind=kind,
+                volsize=volsize,
+            )
             self.put("dataset", name, raw, event=False)
         txg = 180000
         for ds in ("tank/home/alice", "tank/media/photos", "tank/vms"):

@@ -169,6 +169,10 @@ class PolicySettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     allow_writes: bool = Field(default=False, description="Allow operations that change state.")
+    allow_operations: list[str] | None = Field(
+        default=None,
+        description="When set, only these write operations are allowed (reads always are).",
+    )
     protected: list[str] = Field(
         default_factory=list,
         description="Guests no write may touch: vmid ('100'), name ('name:db'), tag ('tag:prod')"

@@ -18,6 +18,8 @@ from core.ops import Operation
 class Policy:
     allow_writes: bool = False
     protected: tuple[str, ...] = field(default_factory=tuple)
+    #: when not None, the only write operations allowed
+    allowed_operations: frozenset[str] | None = None
 
     def check_operation(self, op: Operation, *, confirmed: bool, how_to_allow: str) -> None:
         if op.read_only:
@@ -26,6 +28,12 @@ class Policy:
             raise PolicyDenied(
                 f"{op.name} changes the cluster, and labdeck is in read-only mode.",
                 hint=how_to_allow,
+            )
+        if self.allowed_operations is not None and op.name not in self.allowed_operations:
+            allowed = ", ".join(sorted(self.allowed_operations)) or "none"
+            raise PolicyDenied(
+                f"{op.name} is not in this profile's allowed write operations ({allowed}).",
+                hint="Add it to [policy] allow_operations to allow it.",
             )
         if op.confirm and not confirmed:
             raise ConfirmationRequired(

@@ -18,7 +18,7 @@ from core.audit import AuditLog
 from core.config import Profile
 from core.errors import ConfigError, InvalidInput, LabdeckError, NotFound
 from core.models import Guest, Inventory, NodeInfo, StorageInfo
-from core.ops import Operation, get_operation
+from core.ops import Operation, catalogue, get_operation
 from core.policy import Policy
 from core.pve import ProgressFn, PveClient
 from core.truenas import TrueNasClient
@@ -155,7 +155,18 @@ class Labdeck:
         self.policy = Policy(
             allow_writes=profile.policy.allow_writes if allow_writes is None else allow_writes,
             protected=tuple(profile.policy.protected),
+            allowed_operations=None
+            if profile.policy.allow_operations is None
+            else frozenset(profile.policy.allow_operations),
         )
+        if profile.policy.allow_operations is not None:
+            known = catalogue()
+            unknown = [n for n in profile.policy.allow_operations if n not in known]
+            if unknown:
+                raise ConfigError(
+                    f"[policy] allow_operations names unknown operations: {', '.join(unknown)}.",
+                    hint="`labdeck ops` lists them; write operations are marked write.",
+                )
         self.audit = audit
         self.how_to_allow = how_to_allow
         self._pve = pve

@@ -379,3 +379,30 @@ async def test_reads_are_audited_only_when_asked_and_bad_writes_are_audited(
         "error",
         "invalid_input",
     )
+
+
+async def test_allow_operations_limits_writes_to_a_list(fresh_sim, make_service):
+    lab = make_service(fresh_sim, allow_writes=True)
+    lab.policy = type(lab.policy)(
+        allow_writes=True, allowed_operations=frozenset({"pve_start_guest"})
+    )
+    async with lab:
+        stopped = await first_guest(lab, status="stopped")
+        running = await first_guest(lab, status="running")
+        assert (await lab.call("pve_start_guest", {"vmid": stopped.vmid})).changed
+        fresh_sim.clear_request_log()
+        with pytest.raises(PolicyDenied, match="not in this profile's allowed write operations"):
+            await lab.call("pve_stop_guest", {"vmid": running.vmid}, confirmed=True)
+        assert posts(fresh_sim) == []
+        assert (await lab.call("pve_list_nodes")).nodes  # reads are never limited
+
+
+def test_allow_operations_with_unknown_names_is_a_config_error(sim):
+    from core.errors import ConfigError
+    from core.service import Labdeck
+    from labdeck.demo import demo_profile
+
+    profile = demo_profile(sim, allow_writes=True)
+    profile.policy.allow_operations = ["pve_start_guest", "pve_nuke_cluster"]
+    with pytest.raises(ConfigError, match="pve_nuke_cluster"):
+        Labdeck(profile, face="cli")

@@ -382,11 +382,12 @@ async def test_reads_are_audited_only_when_asked_and_bad_writes_are_audited(
 
 
 async def test_allow_operations_limits_writes_to_a_list(fresh_sim, make_service):
-    lab = make_service(fresh_sim, allow_writes=True)
-    lab.policy = type(lab.policy)(
-        allow_writes=True, allowed_operations=frozenset({"pve_start_guest"})
-    )
-    async with lab:
+    from core.service import Labdeck
+    from labdeck.demo import demo_profile
+
+    profile = demo_profile(fresh_sim, allow_writes=True)
+    profile.policy.allow_operations = ["pve_start_guest"]
+    async with Labdeck(profile, face="cli") as lab:
         stopped = await first_guest(lab, status="stopped")
         running = await first_guest(lab, status="running")
         assert (await lab.call("pve_start_guest", {"vmid": stopped.vmid})).changed

@@ -101,6 +101,17 @@ def _build_parser() -> argparse.ArgumentParser:
     audit.add_argument("-f", "--follow", action="store_true", help="keep printing new entries")
     audit.add_argument("--json", action="store_true", help="print the raw JSON lines")
 
+    config = sub.add_parser("config", help="store secrets in the OS keyring; show settings")
+    config_sub = config.add_subparsers(dest="config_command", metavar="ACTION", required=True)
+    set_token = config_sub.add_parser(
+        "set-token",
+        help="read a secret from stdin (never argv) and store it in the OS keyring",
+    )
+    set_token.add_argument(
+        "--kind", choices=["pve-token", "pve-password", "truenas-api-key"], default="pve-token"
+    )
+    config_sub.add_parser("show", help="the resolved profile, secrets hidden")
+
     sim = sub.add_parser("sim", help="run the Proxmox VE simulator alone and print how to reach it")
     sim.add_argument("--host", default="127.0.0.1")
     sim.add_argument("--port", type=int, default=8006)
@@ -436,6 +447,50 @@ def _cmd_audit(args: argparse.Namespace) -> int:
                 show(json.loads(line))
 
 
+_KEYRING_SERVICE = "labdeck"
+_KEYRING_SETTING = {
+    "pve-token": ("pve", "token_keyring"),
+    "pve-password": ("pve", "password_keyring"),
+    "truenas-api-key": ("truenas", "api_key_keyring"),
+}
+
+
+def _cmd_config(args: argparse.Namespace) -> int:
+    if args.config_command == "show":
+        profile = _load_profile(args)
+        print(json.dumps(profile.model_dump(mode="json"), indent=2))  # SecretStr dumps as ***
+        return EXIT_OK
+    import getpass
+
+    from core.errors import ConfigError
+
+    profile_name = args.profile or "default"
+    section, setting = _KEYRING_SETTING[args.kind]
+    username = f"{profile_name}-{args.kind}"
+    if sys.stdin.isatty():
+        secret = getpass.getpass(f"{args.kind} for profile {profile_name} (not echoed): ")
+    else:
+        secret = sys.stdin.readline()
+    secret = secret.strip()
+    if not secret:
+        raise ConfigError("no secret given on standard input; nothing was stored.")
+    try:
+        import keyring
+        import keyring.errors
+
+        keyring.set_password(_KEYRING_SERVICE, username, secret)
+    except keyring.errors.KeyringError as exc:
+        raise ConfigError(
+            f"the OS keyring refused the secret ({type(exc).__name__}).",
+            hint="Unlock or install a keyring (e.g. gnome-keyring), or use a 0600 file.",
+        ) from None
+    table = f"[{section}]" if profile_name == "default" else f"[profiles.{profile_name}.{section}]"
+    print(f"stored in the OS keyring as {_KEYRING_SERVICE}:{username}. In config.toml:")
+    print(f"  {table}")
+    print(f'  {setting} = "{_KEYRING_SERVICE}:{username}"')
+    return EXIT_OK
+
+
 def _cmd_doctor(args: argparse.Namespace) -> int:
     import asyncio
     from dataclasses import asdict
@@ -492,6 +547,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_doctor(args)
         if args.command == "audit":
             return _cmd_audit(args)
+        if args.command == "config":
+            return _cmd_config(args)
     except LabdeckError as error:
         _print_error(error, as_json=False)
         return _exit_code(error)

@@ -42,6 +42,41 @@ def pve_schema() -> ModuleType:
     return module
 
 
+# ---------------------------------------------------------------- secret canary
+# Every secret a simulator of this suite hands out is a canary: none may appear in any test's
+# captured stdout, stderr or log records, nor in a snapshot. Checked at the end of the session.
+CANARIES: set[str] = set()
+_LEAKS: list[str] = []
+
+
+def _register_canaries(handle: object) -> None:
+    for attr in ("token", "readonly_token"):
+        CANARIES.add(getattr(handle, attr).secret)
+    for attr in ("login", "readonly_login"):
+        CANARIES.add(getattr(handle, attr).password)
+    for attr in ("truenas_api_key", "truenas_readonly_api_key"):
+        key = getattr(handle, attr, None)
+        if key:
+            CANARIES.add(key.split("-", 1)[1])  # the secret part of "<id>-<secret>"
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    for section, content in report.sections:
+        for canary in CANARIES:
+            if canary in content:
+                _LEAKS.append(f"{report.nodeid} ({section})")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    snapshots = ROOT / "tests" / "__snapshots__"
+    for svg in snapshots.rglob("*.svg") if snapshots.exists() else []:
+        text = svg.read_text(errors="replace")
+        _LEAKS.extend(f"snapshot {svg.name}" for canary in CANARIES if canary in text)
+    if _LEAKS:
+        print("\nSECRET LEAK: a simulator secret appeared in:", *sorted(set(_LEAKS)), sep="\n  ")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
 def _config(**overrides: object) -> SimulatorConfig:
     base: dict[str, object] = {"seed": 7, "speed": 50.0, "dynamic": False}
     base.update(overrides)
@@ -52,6 +87,7 @@ def _config(**overrides: object) -> SimulatorConfig:
 def sim() -> Iterator[object]:
     """One seeded simulator for read-only tests (do not change its state)."""
     handle = start_in_thread(_config())
+    _register_canaries(handle)
     try:
         yield handle
     finally:
@@ -62,6 +98,7 @@ def sim() -> Iterator[object]:
 def fresh_sim() -> Iterator[object]:
     """A simulator of one's own, for tests that change state."""
     handle = start_in_thread(_config())
+    _register_canaries(handle)
     try:
         yield handle
     finally:
@@ -75,6 +112,7 @@ def make_sim() -> Iterator[Callable[..., object]]:
 
     def start(**overrides: object) -> object:
         handle = start_in_thread(_config(**overrides))
+        _register_canaries(handle)
         handles.append(handle)
         return handle
 

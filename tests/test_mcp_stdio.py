@@ -62,6 +62,8 @@ async def test_stdout_carries_only_protocol_messages(tmp_path: Path):
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
+        # one JSON-RPC message per line: tools/list of the whole catalogue exceeds 64 KiB
+        limit=16 * 1024 * 1024,
         env={**isolated_env(tmp_path), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
         cwd=str(ROOT),
     )

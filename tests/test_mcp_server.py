@@ -586,3 +586,13 @@ def test_the_package_does_not_import_the_dashboard():
         [sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parents[1]
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+async def test_tool_schemas_carry_no_generated_titles(sim, serve):
+    # titles repeat property names and make every tools/list bigger for the model
+    async with Client(serve(sim)) as client:
+        tools = (await client.list_tools()).tools
+    for tool in tools:
+        for schema in (tool.input_schema, tool.output_schema or {}):
+            text = json.dumps(schema)
+            assert '"title":' not in text.replace('"properties": {"title"', ""), tool.name

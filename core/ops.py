@@ -88,9 +88,17 @@ def operation(
 
 
 def _load() -> None:
-    # Importing the modules registers their operations.
+    # Importing the modules registers their operations, in this order.
+    # isort: off
     import core.pve_exec
-    import core.pve_ops  # noqa: F401
+    import core.pve_ops
+    import core.truenas_ops
+    import core.truenas_ops_storage
+    import core.truenas_ops_snapshots
+    import core.truenas_ops_sharing
+    import core.truenas_ops_accounts
+    import core.truenas_ops_compute  # noqa: F401
+    # isort: on
 
 
 def catalogue() -> dict[str, Operation]:

@@ -171,10 +171,10 @@ def _input_schema(op: Operation) -> dict[str, Any]:
 def _description(op: Operation, *, allow_writes: bool) -> str:
     parts = [op.description]
     if op.read_only:
-        parts.append("Read-only: changes nothing on the cluster.")
+        parts.append(f"Read-only: changes nothing on the {_SYSTEM[op.backend]}.")
         return " ".join(parts)
     parts.append(
-        "Side effects: this changes the cluster (the guest's state or its workload); "
+        f"Side effects: this changes the {_SYSTEM[op.backend]}; "
         "every call is recorded in labdeck's audit log."
     )
     if not allow_writes:
@@ -483,10 +483,13 @@ def _prompts() -> list[Prompt]:
     ]
 
 
+_SYSTEM = {"pve": "Proxmox VE cluster", "truenas": "TrueNAS system"}
+
 INSTRUCTIONS = (
-    "labdeck: tools for one Proxmox VE cluster. Start with pve_cluster_overview; list guests "
-    "with pve_list_guests (a compact table: filter by node/status/pool/tag/name and ask for "
-    "more columns with fields rather than pulling everything). Tool errors say what to do next."
+    "labdeck: tools for one Proxmox VE cluster (pve_*) and one TrueNAS system (truenas_*). "
+    "Start with pve_cluster_overview or truenas_list_pools; list guests with pve_list_guests "
+    "(a compact table: filter by node/status/pool/tag/name and ask for more columns with "
+    "fields rather than pulling everything). Tool errors say what to do next."
 )
 
 

@@ -145,13 +145,23 @@ class TrueNasSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    url: str | None = Field(default=None, description="wss://HOST/api/current")
-    api_key: SecretStr | None = None
-    api_key_file: Path | None = None
-    api_key_keyring: str | None = None
-    verify_ssl: bool = True
-    ca_bundle: Path | None = None
-    fingerprint: str | None = None
+    url: str | None = Field(
+        default=None, description="wss://HOST/api/current (a bare host name works too)."
+    )
+    api_key: SecretStr | None = Field(
+        default=None, description="API key '<id>-<secret>' (prefer api_key_file or the keyring)."
+    )
+    api_key_file: Path | None = Field(
+        default=None, description="File holding the API key; must be mode 0600."
+    )
+    api_key_keyring: str | None = Field(
+        default=None, description="OS keyring entry holding the API key."
+    )
+    verify_ssl: bool = Field(default=True, description="Verify the TLS certificate.")
+    ca_bundle: Path | None = Field(default=None, description="PEM file of the system's CA.")
+    fingerprint: str | None = Field(
+        default=None, description="SHA-256 pin of the server certificate."
+    )
 
     @field_validator("fingerprint")
     @classmethod

@@ -57,7 +57,9 @@ CHUNK = 500  # guests handled between two yields to the event loop
 class ListGuestsParams(_Params):
     node: NodeName | None = Field(None, description="Only guests on this node.")
     kind: Literal["qemu", "lxc"] | None = Field(None, description="qemu (VMs) or lxc.")
-    status: Literal["running", "stopped", "paused", "suspended"] | None = None
+    status: Literal["running", "stopped", "paused", "suspended"] | None = Field(
+        None, description="Only guests in this state."
+    )
     pool: PoolId | None = Field(None, description="Only members of this pool.")
     tag: str | None = Field(None, max_length=64, description="Only guests with this tag.")
     name: str | None = Field(

@@ -139,7 +139,12 @@ def _ssh_key(value: str | None) -> str | None:
 
 class _UserFields(_Params):
     full_name: str | None = Field(None, min_length=1, max_length=256, description="Display name.")
-    email: str | None = Field(None, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+    email: str | None = Field(
+        None,
+        max_length=254,
+        pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$",
+        description="Mail address for alerts to this user.",
+    )
     password_disabled: bool | None = Field(
         None, description="No password log-in at all (e.g. SSH key only)."
     )

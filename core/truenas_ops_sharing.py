@@ -95,10 +95,10 @@ def smb_name(value: str) -> str:
 
 
 class _SmbFields(_Params):
-    comment: str | None = Field(None, max_length=1024)
+    comment: str | None = Field(None, max_length=1024, description="Shown to clients.")
     readonly: bool | None = Field(None, description="Clients may only read.")
     browsable: bool | None = Field(None, description="Shown in network browse lists.")
-    enabled: bool | None = None
+    enabled: bool | None = Field(None, description="Serve the share (default: yes).")
 
 
 class CreateSmbParams(_SmbFields):
@@ -212,7 +212,7 @@ def host(value: str) -> str:
 
 
 class _NfsFields(_Params):
-    comment: str | None = Field(None, max_length=1024)
+    comment: str | None = Field(None, max_length=1024, description="Free text.")
     networks: list[Annotated[str, Field(max_length=64)]] | None = Field(
         None, max_length=64, description="Allowed client networks (CIDR); empty = any."
     )
@@ -220,7 +220,7 @@ class _NfsFields(_Params):
         None, max_length=64, description="Allowed client host names or addresses; empty = any."
     )
     readonly: bool | None = Field(None, description="Export read-only.")
-    enabled: bool | None = None
+    enabled: bool | None = Field(None, description="Serve the share (default: yes).")
 
     @field_validator("networks")
     @classmethod

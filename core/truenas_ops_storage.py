@@ -191,9 +191,9 @@ class CreateDatasetParams(_Params):
     quota: int | None = Field(
         None, ge=0, le=1 << 62, description="Quota in bytes (filesystems only); 0 = none."
     )
-    readonly: bool | None = None
+    readonly: bool | None = Field(None, description="Refuse writes to the dataset.")
     atime: bool | None = Field(None, description="Update access times (filesystems only).")
-    sync: Sync | None = None
+    sync: Sync | None = Field(None, description="Sync writes: STANDARD, ALWAYS, DISABLED or INHERIT.")
     recordsize: RecordSize | None = Field(None, description="Filesystems only, e.g. 1M.")
     share_type: Literal["GENERIC", "SMB", "NFS", "MULTIPROTOCOL", "APPS"] | None = Field(
         None, description="Preset ACL/case settings for the intended use (filesystems only)."
@@ -263,13 +263,13 @@ async def create_dataset(ctx: OpContext, p: CreateDatasetParams) -> TrueNasChang
 
 class UpdateDatasetParams(_Params):
     name: str = Field(max_length=200, description="The dataset to change, e.g. tank/media.")
-    comments: str | None = Field(None, max_length=1024)
-    compression: Compression | None = None
+    comments: str | None = Field(None, max_length=1024, description="Free text.")
+    compression: Compression | None = Field(None, description="Compression algorithm.")
     quota: int | None = Field(None, ge=0, le=1 << 62, description="Bytes; 0 removes the quota.")
-    readonly: bool | None = None
-    atime: bool | None = None
-    sync: Sync | None = None
-    recordsize: RecordSize | None = None
+    readonly: bool | None = Field(None, description="Refuse writes to the dataset.")
+    atime: bool | None = Field(None, description="Update access times (filesystems only).")
+    sync: Sync | None = Field(None, description="Sync writes: STANDARD, ALWAYS, DISABLED or INHERIT.")
+    recordsize: RecordSize | None = Field(None, description="Filesystems only, e.g. 1M.")
     volsize: int | None = Field(None, ge=1 << 20, le=1 << 60, description="zvols only: grow it.")
 
     @field_validator("name")

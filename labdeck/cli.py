@@ -90,6 +90,11 @@ def _build_parser() -> argparse.ArgumentParser:
 
     ops = sub.add_parser("ops", help="list the operations catalogue")
     ops.add_argument("--json", action="store_true", help="print as JSON (with parameter schemas)")
+    ops.add_argument(
+        "--markdown",
+        action="store_true",
+        help="print the operations reference (docs/operations.md)",
+    )
 
     doctor = sub.add_parser(
         "doctor", help="check config, permissions, TLS, reachability and token privileges"
@@ -111,6 +116,7 @@ def _build_parser() -> argparse.ArgumentParser:
         "--kind", choices=["pve-token", "pve-password", "truenas-api-key"], default="pve-token"
     )
     config_sub.add_parser("show", help="the resolved profile, secrets hidden")
+    config_sub.add_parser("reference", help="print the settings reference (docs/configuration.md)")
 
     sim = sub.add_parser("sim", help="run the Proxmox VE simulator alone and print how to reach it")
     sim.add_argument("--host", default="127.0.0.1")
@@ -351,6 +357,105 @@ def _cmd_call(args: argparse.Namespace) -> int:
             handle.stop()
 
 
+_LEGACY_ENV = {
+    ("pve", "host"): "PROXMOX_HOST", ("pve", "port"): "PROXMOX_PORT",
+    ("pve", "user"): "PROXMOX_USER", ("pve", "token_name"): "PROXMOX_TOKEN_NAME",
+    ("pve", "token_value"): "PROXMOX_TOKEN_VALUE", ("pve", "verify_ssl"): "PROXMOX_VERIFY_SSL",
+    ("truenas", "url"): "TRUENAS_URL", ("truenas", "api_key"): "TRUENAS_API_KEY",
+    ("truenas", "verify_ssl"): "TRUENAS_VERIFY_SSL",
+}  # fmt: skip
+
+
+def configuration_markdown() -> str:
+    """The settings reference, generated from the settings models (docs/configuration.md)."""
+    from core.config import PolicySettings, PveSettings, TrueNasSettings
+
+    lines = [
+        "# Configuration reference",
+        "",
+        "Generated from the settings models by `labdeck config reference`; a test fails when",
+        "this file is stale. File: `$XDG_CONFIG_HOME/labdeck/config.toml`. The top-level",
+        "tables are the default profile; more go in `[profiles.NAME.pve]` and so on.",
+        "Precedence: command-line flags, `LABDECK_*`, `PROXMOX_*`/`TRUENAS_*`, the file,",
+        "defaults. Secrets come from the keyring, a mode-0600 file, or the environment.",
+        "",
+    ]
+    for section, model in (("pve", PveSettings), ("truenas", TrueNasSettings),
+                           ("policy", PolicySettings)):  # fmt: skip
+        properties = model.model_json_schema().get("properties", {})
+        lines += [f"## `[{section}]`", "", "| key | type | default | env | meaning |",
+                  "|---|---|---|---|---|"]  # fmt: skip
+        for name, field in model.model_fields.items():
+            env = f"`LABDECK_{section.upper()}_{name.upper()}`"
+            if (section, name) in _LEGACY_ENV:
+                env += f", `{_LEGACY_ENV[(section, name)]}`"
+            default = "—" if field.default is None else f"`{field.default!r}`"
+            if field.default_factory is not None:
+                default = f"`{field.default_factory()!r}`"
+            meaning = (field.description or "").replace("|", "/")
+            kind = _schema_type(properties.get(name, {}))
+            lines.append(f"| `{name}` | {kind} | {default} | {env} | {meaning} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _schema_type(prop: dict[str, Any]) -> str:
+    """A short type for a JSON-schema property: ``int``, ``qemu / lxc``, ``list of str``."""
+    names = {"integer": "int", "string": "str", "boolean": "bool", "number": "float"}
+    if "enum" in prop:
+        return " / ".join(str(v) for v in prop["enum"])
+    if "const" in prop:
+        return str(prop["const"])
+    if "anyOf" in prop:
+        kinds = [_schema_type(p) for p in prop["anyOf"] if p.get("type") != "null"]
+        return " or ".join(kinds) or "any"
+    kind = prop.get("type")
+    if kind == "array":
+        return f"list of {_schema_type(prop.get('items', {}))}"
+    return names.get(str(kind), str(kind) if kind else "any")
+
+
+def operations_markdown() -> str:
+    """The operations reference, generated from the catalogue (docs/operations.md)."""
+    from core.ops import catalogue
+
+    lines = [
+        "# Operations reference",
+        "",
+        "Generated from the catalogue by `labdeck ops --markdown`; a test fails when this file",
+        "is stale. Every operation is an MCP tool of the same name, a `labdeck call` command,",
+        "and (where it fits) a dashboard action.",
+        "",
+        "Access: **read** changes nothing; **write** needs writes allowed (`--allow-writes` or",
+        "`[policy] allow_writes`); **write!** also needs a person's confirmation.",
+        "",
+    ]
+    for backend, title in (("pve", "Proxmox VE"), ("truenas", "TrueNAS")):
+        ops = [op for op in catalogue().values() if op.backend == backend]
+        if not ops:
+            continue
+        lines += [f"## {title}", ""]
+        for op in ops:
+            flags = [op.access]
+            if op.destructive:
+                flags.append("destructive")
+            if op.idempotent:
+                flags.append("idempotent")
+            lines += [f"### `{op.name}`", "", f"*{', '.join(flags)}* — {op.summary}", ""]
+            lines += [op.description, ""]
+            fields = op.params.model_fields
+            properties = op.params.model_json_schema().get("properties", {})
+            if fields:
+                lines += ["| parameter | type | default | meaning |", "|---|---|---|---|"]
+                for name, field in fields.items():
+                    kind = _schema_type(properties.get(field.alias or name, {}))
+                    default = "required" if field.is_required() else f"`{field.default!r}`"
+                    meaning = (field.description or "").replace("|", "/")
+                    lines.append(f"| `{name}` | {kind} | {default} | {meaning} |")
+                lines.append("")
+    return "\n".join(lines)
+
+
 def _cmd_ops(args: argparse.Namespace) -> int:
     from core.ops import catalogue
 
@@ -372,6 +477,9 @@ def _cmd_ops(args: argparse.Namespace) -> int:
                 indent=2,
             )
         )
+        return EXIT_OK
+    if args.markdown:
+        print(operations_markdown(), end="")
         return EXIT_OK
     width = max(len(name) for name in ops)
     for op in ops.values():
@@ -456,6 +564,9 @@ _KEYRING_SETTING = {
 
 
 def _cmd_config(args: argparse.Namespace) -> int:
+    if args.config_command == "reference":
+        print(configuration_markdown(), end="")
+        return EXIT_OK
     if args.config_command == "show":
         profile = _load_profile(args)
         print(json.dumps(profile.model_dump(mode="json"), indent=2))  # SecretStr dumps as ***

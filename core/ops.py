@@ -92,6 +92,10 @@ def _load() -> None:
     # isort: off
     import core.pve_exec
     import core.pve_ops
+    import core.pve_ops_guests
+    import core.pve_ops_snapshots
+    import core.pve_ops_storage
+    import core.pve_ops_tasks
     import core.truenas_ops
     import core.truenas_ops_storage
     import core.truenas_ops_snapshots

@@ -193,7 +193,9 @@ class CreateDatasetParams(_Params):
     )
     readonly: bool | None = Field(None, description="Refuse writes to the dataset.")
     atime: bool | None = Field(None, description="Update access times (filesystems only).")
-    sync: Sync | None = Field(None, description="Sync writes: STANDARD, ALWAYS, DISABLED or INHERIT.")
+    sync: Sync | None = Field(
+        None, description="Sync writes: STANDARD, ALWAYS, DISABLED or INHERIT."
+    )
     recordsize: RecordSize | None = Field(None, description="Filesystems only, e.g. 1M.")
     share_type: Literal["GENERIC", "SMB", "NFS", "MULTIPROTOCOL", "APPS"] | None = Field(
         None, description="Preset ACL/case settings for the intended use (filesystems only)."
@@ -268,7 +270,9 @@ class UpdateDatasetParams(_Params):
     quota: int | None = Field(None, ge=0, le=1 << 62, description="Bytes; 0 removes the quota.")
     readonly: bool | None = Field(None, description="Refuse writes to the dataset.")
     atime: bool | None = Field(None, description="Update access times (filesystems only).")
-    sync: Sync | None = Field(None, description="Sync writes: STANDARD, ALWAYS, DISABLED or INHERIT.")
+    sync: Sync | None = Field(
+        None, description="Sync writes: STANDARD, ALWAYS, DISABLED or INHERIT."
+    )
     recordsize: RecordSize | None = Field(None, description="Filesystems only, e.g. 1M.")
     volsize: int | None = Field(None, ge=1 << 20, le=1 << 60, description="zvols only: grow it.")
 

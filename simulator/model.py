@@ -69,6 +69,11 @@ class Guest:
     pid: int = 0
     pool: str | None = None
     swap_mib: int = 512
+    # snapshots by name, the one "current" descends from, and PVE's config lock
+    snapshots: dict[str, Snapshot] = field(default_factory=dict)
+    parent: str | None = None
+    lock: str | None = None
+    paused: bool = False  # QEMU: vCPUs paused (suspend); LXC: checkpointed
 
     @property
     def maxmem(self) -> int:
@@ -94,6 +99,36 @@ class Guest:
     def config_path(self) -> str:
         folder = "qemu-server" if self.kind == "qemu" else "lxc"
         return f"nodes/{self.node}/{folder}/{self.vmid}.conf"
+
+
+@dataclass
+class Snapshot:
+    name: str
+    snaptime: int
+    description: str
+    parent: str | None
+    vmstate: bool  # QEMU: RAM saved with it
+    settings: dict[str, object]  # the guest's settings when it was taken
+
+
+@dataclass
+class Volume:
+    """A file or volume a storage lists as content (backups, ISOs, templates)."""
+
+    volid: str
+    content: str  # backup, iso, vztmpl
+    format: str
+    size: int
+    ctime: int
+    node: str | None  # the node a local storage holds it on; None on shared storage
+    vmid: int | None = None
+    subtype: str | None = None  # backups: qemu or lxc
+    notes: str | None = None
+    protected: bool = False
+
+    @property
+    def storage(self) -> str:
+        return self.volid.split(":", 1)[0]
 
 
 @dataclass

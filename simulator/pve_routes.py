@@ -9,7 +9,12 @@ from simulator import views
 from simulator.agent_routes import agent_routes
 from simulator.errors import die, param_error, permission_denied
 from simulator.model import GuestKind
+from simulator.placement_routes import placement_routes
+from simulator.power_routes import power_routes
 from simulator.routing import Call, Reply, Route
+from simulator.rrd import rrd_routes
+from simulator.snapshot_routes import snapshot_routes
+from simulator.storage_routes import storage_routes
 from simulator.tasks import Task, looks_like_upid
 
 Json = dict[str, Any]
@@ -406,4 +411,9 @@ def build_routes() -> list[Route]:
             path = f"{base}/status/{action}"
             routes.append(Route("POST", path, _power(kind, action), spec, POWER))
     routes.extend(agent_routes())
+    routes.extend(snapshot_routes())
+    routes.extend(power_routes())
+    routes.extend(rrd_routes())
+    routes.extend(storage_routes())
+    routes.extend(placement_routes())
     return routes

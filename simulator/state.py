@@ -16,9 +16,10 @@ from simulator.errors import die, param_error
 from simulator.guest_agent import GuestAgents
 from simulator.guest_os import Machine, machine_of
 from simulator.metrics import GuestMetrics, guest_metrics
-from simulator.model import Guest, GuestKind, Node, Pool, Storage
+from simulator.model import Guest, GuestKind, Node, Pool, Storage, Volume
 from simulator.seed import build_cluster
 from simulator.tasks import Task, TaskBook
+from simulator.volumes import seed_backups
 
 POWER_ACTIONS = ("start", "shutdown", "stop", "reboot")
 # Simulated seconds each worker runs before the guest state changes.
@@ -46,6 +47,7 @@ class ClusterState:
         self.agents = GuestAgents(seed)
         self._rng = random.Random(f"labdeck-runtime-{seed}")
         self._seed_task_history()
+        self.backups: list[Volume] = seed_backups(self)
 
     # ------------------------------------------------------------------ time
 
@@ -165,6 +167,7 @@ class ClusterState:
     def _power_effect(self, guest: Guest, action: str) -> Callable[[float], None]:
         def apply(at: float) -> None:
             self.agents.reset(guest.vmid)
+            guest.paused = False
             if action in ("start", "reboot"):
                 guest.status = "running"
                 guest.boot_time = at

@@ -74,6 +74,8 @@ def guest_resource(guest: Guest, m: GuestMetrics) -> Json:
         out["tags"] = guest.tags
     if guest.pool is not None:
         out["pool"] = guest.pool
+    if guest.lock is not None:
+        out["lock"] = guest.lock
     return out
 
 
@@ -157,6 +159,8 @@ def _guest_common(guest: Guest, m: GuestMetrics) -> Json:
         out["tags"] = guest.tags
     if guest.template:
         out["template"] = 1
+    if guest.lock is not None:
+        out["lock"] = guest.lock
     return out
 
 
@@ -173,7 +177,7 @@ def guest_status(guest: Guest, m: GuestMetrics) -> Json:
     out = _guest_common(guest, m)
     out["ha"] = {"managed": 0}
     if guest.kind == "qemu":
-        out["qmpstatus"] = guest.status
+        out["qmpstatus"] = "paused" if guest.paused and guest.running else guest.status
         if guest.agent:
             out["agent"] = 1
         if guest.running:

@@ -131,7 +131,61 @@ def _samples(handle: SimulatorHandle) -> list[tuple[str, str, dict[str, Any]]]:
         ("GET", "/access/permissions", {"path": "/vms/100"}),
         ("GET", "/nodes/pve1/tasks/{upid}/status", {}),
         ("GET", "/nodes/pve1/tasks/{upid}/log", {"start": "0", "limit": "10"}),
+        *_more_samples(handle, {q_on.vmid, q_off.vmid, c_on.vmid, c_off.vmid}),
     ]  # fmt: skip
+
+
+def _others(handle: SimulatorHandle, kind: str, running: bool, used: set[int]) -> list[Guest]:
+    return [g for g in handle.state.guests.values() if g.kind == kind and g.running == running
+            and not g.template and g.vmid not in used]  # fmt: skip
+
+
+def _more_samples(handle: SimulatorHandle, used: set[int]) -> list[tuple[str, str, dict[str, Any]]]:
+    """Snapshots, suspend/resume/reset, RRD, storage content, vzdump, clone, migrate."""
+    qemu = _others(handle, "qemu", True, used)
+    lxc = _others(handle, "lxc", True, used)
+    template = next(g for g in handle.state.guests.values() if g.template)
+    q1, q2, q3 = qemu[:3]
+    c1, c2, c3 = lxc[:3]
+    path = {g.vmid: f"/nodes/{g.node}/{g.kind}/{g.vmid}" for g in (q1, q2, q3, c1, c2, c3)}
+    other = {g.vmid: next(n for n in handle.state.nodes if n != g.node) for g in (q3, c3)}
+    base = 800_000 + int(time.monotonic() * 1000) % 100_000
+    out: list[tuple[str, str, dict[str, Any]]] = []
+    for g in (q1, c1):
+        snap = path[g.vmid] + "/snapshot"
+        extra = {"vmstate": "1"} if g.kind == "qemu" else {}
+        out += [
+            ("GET", snap, {}),
+            ("POST", snap, {"snapname": "conf1", "description": "conformance", **extra}),
+            ("GET", f"{snap}/conf1", {}),
+            ("POST", f"{snap}/conf1/rollback", {"start": "1"}),
+            ("DELETE", f"{snap}/conf1", {"force": "1"}),
+        ]
+    out += [
+        ("POST", f"{path[q2.vmid]}/status/suspend", {}),
+        ("POST", f"{path[q2.vmid]}/status/resume", {}),
+        ("POST", f"{path[q2.vmid]}/status/reset", {"skiplock": "1"}),
+        ("POST", f"{path[c2.vmid]}/status/suspend", {}),
+        ("POST", f"{path[c2.vmid]}/status/resume", {}),
+        ("GET", "/nodes/pve1/rrddata", {"timeframe": "hour"}),
+        ("GET", "/nodes/pve2/rrddata", {"timeframe": "day", "cf": "MAX"}),
+        ("GET", f"{path[q1.vmid]}/rrddata", {"timeframe": "week"}),
+        ("GET", f"{path[c1.vmid]}/rrddata", {"timeframe": "hour", "cf": "AVERAGE"}),
+        ("GET", "/nodes/pve1/storage/nas-nfs/content", {}),
+        ("GET", "/nodes/pve1/storage/local-lvm/content", {"content": "images"}),
+        ("GET", "/nodes/pve1/storage/local/content", {"content": "iso"}),
+        ("POST", f"/nodes/{c2.node}/vzdump", {"vmid": str(c2.vmid), "storage": "nas-nfs",
+                                             "mode": "snapshot", "compress": "zstd"}),
+        ("GET", "/nodes/pve1/storage/nas-nfs/content", {"content": "backup",
+                                                       "vmid": str(c2.vmid)}),
+        ("POST", f"/nodes/{template.node}/qemu/{template.vmid}/clone",
+         {"newid": str(base), "name": "conformance-clone", "full": "0"}),
+        ("POST", f"{path[c2.vmid]}/clone", {"newid": str(base + 1), "hostname": "ct-copy"}),
+        ("POST", f"{path[q3.vmid]}/migrate", {"target": other[q3.vmid], "online": "1",
+                                              "with-local-disks": "1"}),
+        ("POST", f"{path[c3.vmid]}/migrate", {"target": other[c3.vmid], "restart": "1"}),
+    ]  # fmt: skip
+    return out
 
 
 def test_every_served_route_is_a_real_pve_endpoint(pve_check_schema: ModuleType) -> None:

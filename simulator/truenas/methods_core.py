@@ -6,7 +6,7 @@ import asyncio
 import errno
 import hmac
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from simulator.truenas import seed as s
@@ -213,7 +213,7 @@ def system_state(ctx: Ctx, args: list[Any]) -> str:
 @method("system.info", roles=("READONLY_ADMIN",), read_only=True)
 def system_info(ctx: Ctx, args: list[Any]) -> dict[str, Any]:
     now = datetime.fromtimestamp(ctx.jobs.clock.now(), UTC)
-    boot = ctx.state.now0.replace(hour=0, minute=0) - s.timedelta(days=12)
+    boot = ctx.state.now0.replace(hour=0, minute=0) - timedelta(days=12)
     up = (now - boot).total_seconds()
     return {"version": f"TrueNAS-{FULL_VERSION[ctx.release]}", "buildtime": boot,
             "hostname": "truenas-demo", "physmem": 64 * s.GiB, "model": "AMD Ryzen 7 5700G",
@@ -318,4 +318,4 @@ def user_delete(ctx: Ctx, args: list[Any]) -> int:
     if _user(ctx, pk)["builtin"]:
         raise call_error(errno.EINVAL, "Cannot delete a builtin user")
     ctx.state.remove("user", pk)
-    return pk
+    return int(pk)

@@ -60,7 +60,7 @@ def _compare(op: str, x: Any, y: Any) -> bool:
         if op in (">", ">=", "<", "<="):
             if x is None or y is None:
                 return False
-            return {">": x > y, ">=": x >= y, "<": x < y, "<=": x <= y}[op]
+            return bool({">": x > y, ">=": x >= y, "<": x < y, "<=": x <= y}[op])
         if op == "~":
             return isinstance(x, str) and re.match(str(y), x) is not None
         if op == "in":

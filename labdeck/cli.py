@@ -389,9 +389,8 @@ def configuration_markdown() -> str:
             env = f"`LABDECK_{section.upper()}_{name.upper()}`"
             if (section, name) in _LEGACY_ENV:
                 env += f", `{_LEGACY_ENV[(section, name)]}`"
-            default = "—" if field.default is None else f"`{field.default!r}`"
-            if field.default_factory is not None:
-                default = f"`{field.default_factory()!r}`"
+            value = field.get_default(call_default_factory=True, validated_data={})
+            default = "—" if value is None else f"`{value!r}`"
             meaning = (field.description or "").replace("|", "/")
             kind = _schema_type(properties.get(name, {}))
             lines.append(f"| `{name}` | {kind} | {default} | {env} | {meaning} |")
@@ -501,7 +500,8 @@ def _cmd_sim(args: argparse.Namespace) -> int:
         speed=args.speed,
         truenas_version=args.truenas_version,
     )
-    return run_forever(config, print_fn=lambda line: print(line, flush=True))
+    run_forever(config, print_fn=lambda line: print(line, flush=True))
+    return EXIT_OK
 
 
 def format_audit_entry(entry: dict[str, Any]) -> str:

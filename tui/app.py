@@ -22,12 +22,14 @@ from core.errors import LabdeckError, PolicyDenied
 from core.models import Guest, PowerResult
 from core.ops import catalogue
 from core.service import Labdeck
-from tui.commands import LabdeckCommands, guest_commands
+from tui.commands import LabdeckCommands, exec_guest_commands, guest_commands
 from tui.data import POWER_ACTIONS, ClusterSnapshot, PowerAction, fetch_snapshot
 from tui.formatting import guest_label
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.dashboard import DashboardScreen
 from tui.screens.help import HelpScreen
+from tui.widgets.command_pane import CommandPane, HistoryInput
+from tui.widgets.commands_view import CommandsView
 
 Clock = Callable[[], datetime]
 
@@ -59,6 +61,8 @@ class LabdeckApp(App[None]):
                 tooltip="Show the nodes view."),
         Binding("3", "show_view('pools')", "Pools", id="view.pools", show=False,
                 tooltip="Show the pools view."),
+        Binding("4", "show_view('commands')", "Commands", id="view.commands", show=False,
+                tooltip="Show the command panes (one per guest)."),
     ]  # fmt: skip
 
     def __init__(
@@ -251,12 +255,29 @@ class LabdeckApp(App[None]):
         verb = POWER_ACTIONS[action].verb if action else "Go to"
         self.search_commands(commands, placeholder=f"{verb} which guest?")
 
+    async def open_command_pane(self, guest: Guest) -> None:
+        """The Commands view with ``guest``'s pane: what x does on the selected guest."""
+        if self.dashboard is not None:
+            await self.dashboard.open_commands(guest)
+
+    def pick_exec_guest(self) -> None:
+        """A second palette listing the VMs a command can run in."""
+        commands = exec_guest_commands(self)
+        if not commands:
+            self.notify("No VM to run a command in right now.", timeout=4)
+            return
+        self.search_commands(commands, placeholder="Run a command in which VM?")
+
     def action_help(self) -> None:
         if isinstance(self.screen, HelpScreen):
             return
         sections = [
             ("Dashboard", self._keys(self)),
             ("Guests view", self._keys(self.dashboard) if self.dashboard else []),
+            (
+                "Command pane",
+                [*self._keys(CommandPane), *self._keys(HistoryInput), *self._keys(CommandsView)],
+            ),
             ("Confirmation", self._keys(ConfirmScreen)),
         ]
         self.push_screen(HelpScreen(sections))

@@ -30,6 +30,16 @@ def guest_commands(app: LabdeckApp, action: str | None) -> list[Command]:
     return commands
 
 
+def exec_guest_commands(app: LabdeckApp) -> list[Command]:
+    """One command per VM (containers and templates have no guest exec)."""
+    return [
+        (guest_label(guest), partial(app.open_command_pane, guest),
+         f"VM on {guest.node}, {guest.status}")
+        for guest in sorted(app.guests(), key=lambda g: g.vmid)
+        if guest.kind == "qemu" and not guest.template
+    ]  # fmt: skip
+
+
 class LabdeckCommands(Provider):
     """Built each time the palette opens, from the guests the dashboard shows right now."""
 
@@ -40,7 +50,7 @@ class LabdeckCommands(Provider):
     def _general(self) -> Iterator[Command]:
         app = self.labdeck
         yield "Refresh", app.action_refresh, "Fetch the cluster state now (ctrl+r)."
-        for view in ("guests", "nodes", "pools"):
+        for view in ("guests", "nodes", "pools", "commands"):
             yield f"Go to {view}", partial(app.action_show_view, view), f"Show the {view} view."
         yield "Go to guest…", partial(app.pick_guest, None), "Pick a guest by name or vmid."
         yield "Filter guests…", app.action_filter_guests, "Type to filter the guests table (/)."
@@ -50,6 +60,11 @@ class LabdeckCommands(Provider):
                 partial(app.pick_guest, action.name),
                 f"Pick a guest to {action.verb.lower()} ({action.key} on the selected one).",
             )
+        yield (
+            "Run command in guest…",
+            app.pick_exec_guest,
+            "Pick a VM and open its command pane (x on the selected one).",
+        )
         yield "Help", app.action_help, "Every key of the dashboard (F1)."
 
     def _direct(self, guest: Guest) -> Iterator[Command]:
@@ -64,6 +79,8 @@ class LabdeckCommands(Provider):
                     partial(app.request_power, action.name, guest),
                     where,
                 )
+        if guest.kind == "qemu" and not guest.template:
+            yield f"Run command in guest {label}", partial(app.open_command_pane, guest), where
 
     async def discover(self) -> Hits:
         for text, command, help_text in self._general():

@@ -1,4 +1,4 @@
-"""The main screen: header, Guests / Nodes / Pools tabs, the guest detail, the footer."""
+"""The main screen: header, Guests / Nodes / Pools / Commands tabs, the guest detail, the footer."""
 
 from __future__ import annotations
 
@@ -11,8 +11,11 @@ from textual.containers import Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Input, TabbedContent, TabPane
 
+from core.models import Guest
 from tui.data import POWER_ACTIONS, ClusterSnapshot
 from tui.widgets.cluster_header import ClusterHeader
+from tui.widgets.command_pane import CommandPane
+from tui.widgets.commands_view import CommandsView
 from tui.widgets.guest_detail import GuestDetail
 from tui.widgets.guest_table import GuestTable
 from tui.widgets.node_table import NodeTable
@@ -21,7 +24,7 @@ from tui.widgets.pool_tree import PoolTree
 if TYPE_CHECKING:
     from tui.app import LabdeckApp
 
-VIEWS = ("guests", "nodes", "pools")
+VIEWS = ("guests", "nodes", "pools", "commands")
 
 
 def _power_binding(name: str, show: bool = True) -> Binding:
@@ -50,6 +53,9 @@ class DashboardScreen(Screen[None]):
         _power_binding("shutdown"),
         _power_binding("stop"),
         _power_binding("reboot"),
+        Binding("x", "exec", "Exec", id="guest.exec",
+                tooltip="Open a command pane on the selected VM (its QEMU guest agent runs "
+                "what you type)."),
     ]  # fmt: skip
 
     app: LabdeckApp
@@ -73,6 +79,8 @@ class DashboardScreen(Screen[None]):
                 yield NodeTable(id="node-table")
             with TabPane("Pools", id="pools"):
                 yield PoolTree(id="pool-tree")
+            with TabPane("Commands", id="commands"):
+                yield CommandsView(self.app.service, clock=self.app.clock, id="commands-view")
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
@@ -123,10 +131,13 @@ class DashboardScreen(Screen[None]):
         self.focus_view(view)
 
     def focus_view(self, view: str) -> None:
+        if view == "commands":
+            self.commands_view.focus_active()
+            return
         widget = {"guests": GuestTable, "nodes": NodeTable, "pools": PoolTree}[view]
         self.query_one(widget).focus()
 
-    @on(TabbedContent.TabActivated)
+    @on(TabbedContent.TabActivated, "#views")
     def _tab_activated(self, event: TabbedContent.TabActivated) -> None:
         if event.pane.id is not None:
             self.focus_view(event.pane.id)
@@ -135,10 +146,10 @@ class DashboardScreen(Screen[None]):
     # ------------------------------------------------------------------ guests
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action in ("filter", "sort", "clear_filter", "power"):
+        if action in ("filter", "sort", "clear_filter", "power", "exec"):
             if self.active_view != "guests":
                 return False
-            if action == "power" and self.guest_table.selected is None:
+            if action in ("power", "exec") and self.guest_table.selected is None:
                 return None
         return True
 
@@ -174,6 +185,38 @@ class DashboardScreen(Screen[None]):
         guest = self.guest_table.selected
         if guest is not None:
             self.app.request_power(name, guest)
+
+    async def action_exec(self) -> None:
+        guest = self.guest_table.selected
+        if guest is not None:
+            await self.open_commands(guest)
+
+    # ------------------------------------------------------------------ commands
+
+    @property
+    def commands_view(self) -> CommandsView:
+        return self.query_one(CommandsView)
+
+    @property
+    def command_panes(self) -> list[CommandPane]:
+        return self.commands_view.panes
+
+    async def open_commands(self, guest: Guest) -> CommandPane:
+        """Show the Commands view with ``guest``'s pane (created on first use)."""
+        self.query_one("#views", TabbedContent).active = "commands"
+        pane = await self.commands_view.open(guest)
+        self._count_panes()
+        return pane
+
+    @on(CommandPane.CloseRequested)
+    def _pane_closed(self) -> None:
+        # after CommandsView removed it (the message reaches the view first)
+        self.call_after_refresh(self._count_panes)
+
+    def _count_panes(self) -> None:
+        count = len(self.command_panes)
+        label = f"Commands ({count})" if count else "Commands"
+        self.query_one("#views", TabbedContent).get_tab("commands").label = label
 
     def select_guest(self, vmid: int) -> None:
         """Show the guests view with the cursor on ``vmid`` (clearing a filter that hides it)."""

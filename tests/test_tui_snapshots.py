@@ -25,8 +25,13 @@ def dashboard(make_service, sim, *, allow_writes: bool = False) -> LabdeckApp:
 
 
 async def loaded(pilot: Pilot[None]) -> None:
-    await pilot.app.workers.wait_for_complete()
-    await pilot.pause()
+    # Under load the table's columns are sized a few message cycles after its rows arrive:
+    # let workers, queued messages and animations all settle, twice over, before the shot.
+    for _ in range(3):
+        await pilot.app.workers.wait_for_complete()
+        await pilot.pause()
+        await pilot.wait_for_scheduled_animations()
+    await pilot.pause(0.1)
 
 
 def test_guests_view(snap_compare, sim, make_service) -> None:

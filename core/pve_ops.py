@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from core.errors import InvalidInput
 from core.models import (
@@ -32,6 +32,24 @@ NodeName = Annotated[
         max_length=63,
         description="Node name, e.g. 'pve1'.",
     ),
+]
+
+
+def _check_upid(value: str) -> str:
+    try:
+        parse_upid(value)
+    except InvalidInput:
+        # pydantic reports ValueErrors per field; our own error would escape it
+        raise ValueError(
+            "not a Proxmox task id; expected 'UPID:node:pid:pstart:starttime:type:id:user:'"
+        ) from None
+    return value
+
+
+Upid = Annotated[
+    str,
+    Field(max_length=512, description="Task id as returned by a write: 'UPID:node:...:'."),
+    AfterValidator(_check_upid),
 ]
 PoolId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_\-]+$", max_length=64)]
 
@@ -287,22 +305,8 @@ async def list_pools(ctx: OpContext, p: NoParams) -> PoolList:
 
 
 class TaskParams(_Params):
-    upid: str = Field(
-        max_length=512, description="Task id as returned by a write: 'UPID:node:...:'."
-    )
+    upid: Upid
     log_lines: int = Field(5, ge=0, le=200, description="Last log lines to include.")
-
-    @field_validator("upid")
-    @classmethod
-    def _upid(cls, value: str) -> str:
-        try:
-            parse_upid(value)
-        except InvalidInput:
-            # pydantic reports ValueErrors per field; our own error would escape it
-            raise ValueError(
-                "not a Proxmox task id; expected 'UPID:node:pid:pstart:starttime:type:id:user:'"
-            ) from None
-        return value
 
 
 @operation(

@@ -7,11 +7,10 @@ from urllib.parse import quote
 
 from pydantic import Field, field_validator
 
-from core.errors import InvalidInput
 from core.models import Table
 from core.ops import operation
 from core.pve import parse_upid
-from core.pve_ops import NodeName, Vmid, _Params
+from core.pve_ops import NodeName, Upid, Vmid, _Params
 from core.pve_results import Metrics, MetricStat, TaskLog
 from core.service import OpContext
 
@@ -90,22 +89,9 @@ async def list_tasks(ctx: OpContext, p: ListTasksParams) -> Table:
 
 
 class TaskLogParams(_Params):
-    upid: str = Field(
-        max_length=512, description="Task id as returned by a write: 'UPID:node:...:'."
-    )
+    upid: Upid
     start: int = Field(0, ge=0, le=10_000_000, description="First line (0-based).")
     limit: int = Field(50, ge=1, le=5000, description="Lines to return.")
-
-    @field_validator("upid")
-    @classmethod
-    def _upid(cls, value: str) -> str:
-        try:
-            parse_upid(value)
-        except InvalidInput:
-            raise ValueError(
-                "not a Proxmox task id; expected 'UPID:node:pid:pstart:starttime:type:id:user:'"
-            ) from None
-        return value
 
 
 @operation(

@@ -7,7 +7,7 @@ that drive the safety policy and the MCP ``ToolAnnotations``.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
@@ -47,6 +47,18 @@ class Operation:
 
 
 _CATALOGUE: dict[str, Operation] = {}
+
+
+def columns_of(value: list[str] | None, available: Sequence[str]) -> list[str] | None:
+    """Validate a listing's ``fields`` argument (for use inside a pydantic validator)."""
+    if value is None:
+        return None
+    if not value:
+        raise ValueError("give at least one field, or omit fields for the default columns")
+    unknown = [f for f in value if f not in available]
+    if unknown:
+        raise ValueError(f"unknown field(s) {unknown}; available: {', '.join(available)}")
+    return list(dict.fromkeys(value))
 
 
 def operation(

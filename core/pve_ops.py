@@ -20,7 +20,7 @@ from core.models import (
     Table,
     TaskStatus,
 )
-from core.ops import operation
+from core.ops import columns_of, operation
 from core.pve import parse_upid
 from core.service import OpContext, _tags
 
@@ -95,14 +95,7 @@ class ListGuestsParams(_Params):
     @field_validator("fields")
     @classmethod
     def _known_fields(cls, value: list[str] | None) -> list[str] | None:
-        if value is None:
-            return None
-        if not value:
-            raise ValueError("give at least one field, or omit fields for the default columns")
-        unknown = [f for f in value if f not in GUEST_FIELDS]
-        if unknown:
-            raise ValueError(f"unknown field(s) {unknown}; available: {', '.join(GUEST_FIELDS)}")
-        return list(dict.fromkeys(value))
+        return columns_of(value, GUEST_FIELDS)
 
     @field_validator("cursor")
     @classmethod

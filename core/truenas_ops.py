@@ -76,17 +76,6 @@ def mnt_path(value: str) -> str:
     return value
 
 
-def columns_of(value: list[str] | None, available: Sequence[str]) -> list[str] | None:
-    if value is None:
-        return None
-    if not value:
-        raise ValueError("give at least one field, or omit fields for the default columns")
-    unknown = [f for f in value if f not in available]
-    if unknown:
-        raise ValueError(f"unknown field(s) {unknown}; available: {', '.join(available)}")
-    return list(dict.fromkeys(value))
-
-
 class _Params(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

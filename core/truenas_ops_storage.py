@@ -7,13 +7,12 @@ from typing import Any, Literal
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from core.models import Table
-from core.ops import operation
+from core.ops import columns_of, operation
 from core.service import OpContext
 from core.truenas_ops import (
     PageParams,
     PoolName,
     _Params,
-    columns_of,
     dataset_name,
     nas,
     page,

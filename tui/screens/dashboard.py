@@ -8,6 +8,7 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
+from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.widgets import Footer, Input, TabbedContent, TabPane
 
@@ -18,6 +19,7 @@ from tui.widgets.command_pane import CommandPane
 from tui.widgets.commands_view import CommandsView
 from tui.widgets.guest_detail import GuestDetail
 from tui.widgets.guest_table import GuestTable
+from tui.widgets.lazy_view import LazyView
 from tui.widgets.node_table import NodeTable
 from tui.widgets.pool_tree import PoolTree
 
@@ -108,6 +110,7 @@ class DashboardScreen(Screen[None]):
         views.get_tab("nodes").label = f"Nodes ({len(inventory.nodes)})"
         if snapshot.pools is not None:
             views.get_tab("pools").label = f"Pools ({len(snapshot.pools)})"
+        self.reload_active_view()
 
     @on(GuestTable.Selected)
     def show_selected(self, event: GuestTable.Selected) -> None:
@@ -134,13 +137,35 @@ class DashboardScreen(Screen[None]):
         if view == "commands":
             self.commands_view.focus_active()
             return
-        widget = {"guests": GuestTable, "nodes": NodeTable, "pools": PoolTree}[view]
-        self.query_one(widget).focus()
+        fixed = {"guests": GuestTable, "nodes": NodeTable, "pools": PoolTree}
+        if view in fixed:
+            self.query_one(fixed[view]).focus()
+            return
+        lazy = self.lazy_view(view)
+        if lazy is not None:
+            lazy.focus_target().focus()
+
+    def lazy_view(self, view: str) -> LazyView | None:
+        """The self-loading view inside tab ``view`` (None for the refresh-fed ones)."""
+        views = self.query_one("#views", TabbedContent)
+        try:
+            pane = views.get_pane(view)
+        except NoMatches:
+            return None
+        found = pane.query(LazyView)
+        return found.first() if found else None
+
+    def reload_active_view(self) -> None:
+        """Refresh the shown tab's own data, if it has any (hidden views cost nothing)."""
+        lazy = self.lazy_view(self.active_view)
+        if lazy is not None:
+            lazy.reload()
 
     @on(TabbedContent.TabActivated, "#views")
     def _tab_activated(self, event: TabbedContent.TabActivated) -> None:
         if event.pane.id is not None:
             self.focus_view(event.pane.id)
+            self.reload_active_view()
         self.refresh_bindings()
 
     # ------------------------------------------------------------------ guests

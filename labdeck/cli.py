@@ -9,7 +9,7 @@ import argparse
 import json
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from labdeck import __version__
@@ -216,28 +216,33 @@ def _cmd_mcp(args: argparse.Namespace) -> int:
         from labdeck.demo import demo_profile, start_demo
 
         handle = start_demo()
-        profile = demo_profile(handle, allow_writes=args.allow_writes)
+        profiles = [demo_profile(handle, allow_writes=args.allow_writes)]
     else:
-        profile = _load_profile(args)
-    allow_writes = args.allow_writes or profile.policy.allow_writes
+        profiles = _mcp_profiles(args)
     audit = _audit_log()
 
-    def factory() -> Labdeck:
-        return Labdeck(
-            profile,
-            face="mcp",
-            allow_writes=allow_writes,
-            audit=audit,
-            audit_reads=True,
-            how_to_allow="The MCP server is read-only: restart it with `labdeck mcp --allow-writes`"
-            " (or set allow_writes = true in [policy]) to allow this.",
-        )
+    def factory_for(profile: Profile) -> Callable[[], Labdeck]:
+        def factory() -> Labdeck:
+            return Labdeck(
+                profile,
+                face="mcp",
+                allow_writes=args.allow_writes or profile.policy.allow_writes,
+                audit=audit,
+                audit_reads=True,
+                how_to_allow="The MCP server is read-only: restart it with `labdeck mcp "
+                "--allow-writes` (or set allow_writes = true in [policy]) to allow this.",
+            )
 
+        return factory
+
+    factories = {profile.name: factory_for(profile) for profile in profiles}
+    allow_writes = args.allow_writes or any(p.policy.allow_writes for p in profiles)
     try:
         import mcp_server
 
         mcp_server.run(
-            factory,
+            factories[profiles[0].name],
+            clusters=factories,
             transport=args.transport,
             allow_writes=allow_writes,
             host=args.host,
@@ -248,6 +253,22 @@ def _cmd_mcp(args: argparse.Namespace) -> int:
         if handle is not None:
             handle.stop()
     return EXIT_OK
+
+
+def _mcp_profiles(args: argparse.Namespace) -> list[Profile]:
+    """The chosen profile first, then every other configured one (each a ``cluster``)."""
+    from pathlib import Path
+
+    from core.config import load_settings
+
+    settings = load_settings(Path(args.config).expanduser() if args.config else None)
+    chosen = settings.resolve(args.profile)
+    others = [
+        profile
+        for profile in (settings.resolve(name) for name in settings.profile_names())
+        if profile.name != chosen.name and (profile.pve.configured or profile.truenas.configured)
+    ]
+    return [chosen, *others]
 
 
 def parse_assignments(op_params: Any, pairs: Sequence[str]) -> dict[str, Any]:

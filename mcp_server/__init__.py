@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 from mcp_server.server import build_server
@@ -31,9 +31,12 @@ def run(
     host: str = "127.0.0.1",
     port: int = 8000,
     token: SecretStr | None = None,
+    clusters: Mapping[str, Callable[[], Labdeck]] | None = None,
 ) -> None:
     """Serve the catalogue until the client disconnects (stdio) or the process is stopped.
 
+    ``clusters`` (profile name -> factory) are the clusters besides the default one that
+    tools reach through their ``cluster`` argument (see ``build_server``).
     ``streamable-http`` serves ``http://host:port/mcp`` and requires ``token`` (the bearer
     token clients must send); it is refused without one.
     """
@@ -49,7 +52,7 @@ def run(
         from mcp_server import http
 
         checked = http.check_token(token)  # before anything is built or bound
-        server = build_server(service_factory, allow_writes=allow_writes)
+        server = build_server(service_factory, allow_writes=allow_writes, clusters=clusters)
         http.serve(server, token=checked, host=host, port=port)
         return
-    build_server(service_factory, allow_writes=allow_writes).run("stdio")
+    build_server(service_factory, allow_writes=allow_writes, clusters=clusters).run("stdio")

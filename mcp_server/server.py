@@ -13,10 +13,10 @@ generated functions' annotations at registration, and they refer to per-operatio
 import json
 import logging
 import shlex
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any, get_args, get_origin
 
 from mcp.server import MCPServer
@@ -51,17 +51,59 @@ RESTART_WITH_WRITES = "labdeck mcp --allow-writes"
 # ---------------------------------------------------------------- shared state
 
 
+ServiceFactory = Callable[[], Labdeck]
+
+
 @dataclass(slots=True)
 class ServerState:
-    """What the lifespan shares with every tool call: one service, so one cluster client."""
+    """What the lifespan shares with every tool call: one service per cluster, built on first
+    use (so one client per cluster for the whole server)."""
 
-    lab: Labdeck
+    default: str
+    factories: Mapping[str, ServiceFactory]
+    labs: dict[str, Labdeck] = field(default_factory=dict)
+
+    @property
+    def lab(self) -> Labdeck:
+        return self.for_cluster(None)
+
+    def for_cluster(self, cluster: str | None) -> Labdeck:
+        name = self.default if cluster is None else cluster
+        lab = self.labs.get(name)
+        if lab is None:
+            lab = self.labs[name] = self.factories[name]()
+        return lab
+
+    async def aclose(self) -> None:
+        for lab in self.labs.values():
+            await lab.aclose()
 
 
-def _lab(ctx: Context) -> Labdeck:
+def _state(ctx: Context) -> ServerState:
     state = ctx.request_context.lifespan_context
     assert isinstance(state, ServerState)
-    return state.lab
+    return state
+
+
+def _split_cluster(state: ServerState, arguments: dict[str, Any]) -> tuple[Labdeck, dict[str, Any]]:
+    """The service of the cluster the call names (``cluster``), and the other arguments.
+
+    ``cluster`` is published only when the server has several clusters; naming an unknown
+    one is refused before anything is sent, with the known names.
+    """
+    if len(state.factories) < 2 or "cluster" not in arguments:
+        return state.lab, arguments
+    rest = dict(arguments)
+    cluster = rest.pop("cluster")
+    if cluster is None:
+        return state.lab, rest
+    if not isinstance(cluster, str) or cluster not in state.factories:
+        known = ", ".join(state.factories)
+        raise ToolError(
+            f"invalid parameters: cluster: {cluster!r} is not a configured cluster "
+            f"(known: {known}). Nothing was sent."
+        )
+    return state.for_cluster(cluster), rest
 
 
 #: the state of the connection whose request is being handled (set by ``_expose_state``):
@@ -80,17 +122,18 @@ async def _expose_state(ctx: ServerRequestContext[Any, Any], call_next: CallNext
 
 
 def _lifespan(
-    service_factory: Callable[[], Labdeck],
+    default: str, factories: Mapping[str, ServiceFactory]
 ) -> Callable[[MCPServer[ServerState]], Any]:
     @asynccontextmanager
     async def lifespan(_server: MCPServer[ServerState]) -> AsyncIterator[ServerState]:
-        # Building the service never touches the network (its client is created on the
+        # Building a service never touches the network (its client is created on the
         # first call), so the server answers initialize and tools/list with the cluster down.
-        lab = service_factory()
+        state = ServerState(default, factories)
+        state.for_cluster(None)
         try:
-            yield ServerState(lab)
+            yield state
         finally:
-            await lab.aclose()
+            await state.aclose()
 
     return lifespan
 
@@ -160,8 +203,14 @@ def compact_schema(node: Any) -> Any:
     return node
 
 
-def _input_schema(op: Operation) -> dict[str, Any]:
+def _input_schema(op: Operation, clusters: Sequence[str] = ()) -> dict[str, Any]:
     schema: dict[str, Any] = compact_schema(op.params.model_json_schema(by_alias=True))
+    if len(clusters) > 1:
+        schema.setdefault("properties", {})["cluster"] = {
+            "type": "string",
+            "enum": list(clusters),
+            "description": f"Which cluster (labdeck profile) to act on; default: {clusters[0]}.",
+        }
     return schema
 
 
@@ -248,9 +297,14 @@ async def _target(lab: Labdeck, op: Operation, arguments: dict[str, Any]) -> str
     return f"{label} {guest.vmid} ({guest.name}) on node {guest.node}"
 
 
+def _cluster_note(state: ServerState, lab: Labdeck) -> str:
+    """`` of cluster NAME`` when the server has several: the person must know which."""
+    return f" of cluster {lab.profile.name}" if len(state.factories) > 1 else ""
+
+
 def _confirmation_resolver(op: Operation) -> Callable[..., Any]:
     async def confirmation(ctx: Context, arguments: dict[str, Any]) -> Elicit[Confirm] | NotAsked:
-        lab = _lab(ctx)
+        lab, arguments = _split_cluster(_state(ctx), arguments)
         if not lab.policy.allow_writes:
             # Never ask a person about a call the read-only policy refuses anyway.
             return NotAsked()
@@ -262,8 +316,9 @@ def _confirmation_resolver(op: Operation) -> Callable[..., Any]:
             raise ToolError(str(exc)) from None
         if not _client_can_elicit(ctx):
             return NotAsked(NO_ELICITATION)
+        where = _cluster_note(_state(ctx), lab)
         return Elicit(
-            f"An AI agent asks to run {op.name} on {target}: {op.summary} Allow it?",
+            f"An AI agent asks to run {op.name} on {target}{where}: {op.summary} Allow it?",
             Confirm,
         )
 
@@ -313,7 +368,7 @@ async def _run(
     confirmed: bool = False,
     outcome: ElicitationResult[Any] | None = None,
 ) -> CallToolResult:
-    lab = _lab(ctx)
+    lab, arguments = _split_cluster(_state(ctx), arguments)
 
     async def progress(elapsed_s: float, message: str) -> None:
         await ctx.report_progress(elapsed_s, None, message)
@@ -336,7 +391,7 @@ async def _run(
     return _result(result)
 
 
-def _tool(op: Operation, *, allow_writes: bool) -> Tool:
+def _tool(op: Operation, *, allow_writes: bool, clusters: Sequence[str] = ()) -> Tool:
     returns = Annotated[CallToolResult, op.result]
 
     if op.confirm:
@@ -371,7 +426,7 @@ def _tool(op: Operation, *, allow_writes: bool) -> Tool:
     # The function above takes the arguments as one dict; publish and accept the
     # operation's own parameters instead (FuncMetadata reads arg_model on every call).
     tool.fn_metadata.arg_model = _arguments_model(op)
-    tool.parameters = _input_schema(op)
+    tool.parameters = _input_schema(op, clusters)
     if tool.fn_metadata.output_schema is not None:
         tool.fn_metadata.output_schema = compact_schema(tool.fn_metadata.output_schema)
     return tool
@@ -493,33 +548,65 @@ INSTRUCTIONS = (
 )
 
 
-def build_server(service_factory: Callable[[], Labdeck], *, allow_writes: bool) -> MCPServer:
+def build_server(
+    service_factory: ServiceFactory,
+    *,
+    allow_writes: bool,
+    clusters: Mapping[str, ServiceFactory] | None = None,
+) -> MCPServer:
     """An MCP server exposing every catalogue operation as a tool.
 
-    Besides the tools: the resource ``labdeck://inventory`` (the cluster at a glance) and
-    the prompt ``health_report`` (a guided, read-only health check).
+    Besides the tools: the resource ``labdeck://inventory`` (the default cluster at a glance)
+    and the prompt ``health_report`` (a guided, read-only health check).
 
-    ``service_factory`` builds the one ``Labdeck`` the server shares (in its lifespan; closed
-    at shutdown). ``allow_writes`` only shapes the tool descriptions: the service's own
-    policy is what refuses writes, before anything is sent to the cluster.
+    ``service_factory`` builds the default cluster's ``Labdeck`` (in the lifespan; closed at
+    shutdown). ``clusters`` maps more profile names to their factories: with any, every tool
+    takes an optional ``cluster`` argument naming one of them (or the default, by the name of
+    its profile), each cluster under its own profile's policy. ``allow_writes`` only shapes
+    the tool descriptions: each service's own policy is what refuses writes, before anything
+    is sent.
     """
     from labdeck import __version__
 
+    default, factories = _clusters(service_factory, clusters)
     mode = (
         "writes are allowed"
         if allow_writes
         else (f"read-only (the user can restart it with `{RESTART_WITH_WRITES}`)")
     )
-    tools = [_tool(op, allow_writes=allow_writes) for op in catalogue().values()]
+    names = list(factories)
+    instructions = f"{INSTRUCTIONS} This server is {mode}."
+    if len(names) > 1:
+        instructions += (
+            f" It reaches {len(names)} clusters ({', '.join(names)}); every tool takes an "
+            f"optional `cluster` argument, default {default}."
+        )
+    tools = [_tool(op, allow_writes=allow_writes, clusters=names) for op in catalogue().values()]
     server = MCPServer(
         SERVER_NAME,
         version=__version__,
-        instructions=f"{INSTRUCTIONS} This server is {mode}.",
+        instructions=instructions,
         tools=tools,
         resources=_resources(),
-        lifespan=_lifespan(service_factory),
+        lifespan=_lifespan(default, factories),
         middleware=[_expose_state],
     )
     for prompt in _prompts():
         server.add_prompt(prompt)
     return server
+
+
+DEFAULT_CLUSTER = "default"
+
+
+def _clusters(
+    service_factory: ServiceFactory, clusters: Mapping[str, ServiceFactory] | None
+) -> tuple[str, dict[str, ServiceFactory]]:
+    """The default cluster's name first, then the others. The default's name is its profile's,
+    given as the key whose factory *is* ``service_factory`` (else ``default``)."""
+    others = dict(clusters or {})
+    default = next(
+        (name for name, factory in others.items() if factory is service_factory), DEFAULT_CLUSTER
+    )
+    others.pop(default, None)
+    return default, {default: service_factory, **others}

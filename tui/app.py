@@ -7,7 +7,7 @@ notification), never as a traceback.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -18,6 +18,7 @@ from textual.screen import Screen
 from textual.timer import Timer
 from textual.worker import Worker, WorkerState
 
+from core.config import Profile
 from core.errors import LabdeckError, PolicyDenied
 from core.models import Guest, PowerResult
 from core.ops import catalogue
@@ -63,6 +64,8 @@ class LabdeckApp(App[None]):
                 tooltip="Show the pools view."),
         Binding("4", "show_view('commands')", "Commands", id="view.commands", show=False,
                 tooltip="Show the command panes (one per guest)."),
+        Binding("c", "clusters", "Clusters", id="app.clusters",
+                tooltip="Every configured cluster at a glance; switch the dashboard to one."),
     ]  # fmt: skip
 
     def __init__(
@@ -71,9 +74,14 @@ class LabdeckApp(App[None]):
         *,
         refresh_interval: float = 5.0,
         clock: Clock | None = None,
+        profiles: Sequence[Profile] = (),
+        make_service: Callable[[Profile], Labdeck] | None = None,
     ) -> None:
         super().__init__()
         self.service = service
+        #: every configured cluster (profile), for ``c``; the shown one is ``service.profile``
+        self.profiles = {p.name: p for p in profiles} or {service.profile.name: service.profile}
+        self.make_service = make_service
         self.refresh_interval = refresh_interval
         self.clock: Clock = clock or _local_now
         self.snapshot: ClusterSnapshot | None = None
@@ -229,6 +237,48 @@ class LabdeckApp(App[None]):
         if self.dashboard is not None:
             latest = list(self._activities.values())[-1] if self._activities else None
             self.dashboard.header.show_activity(latest)
+
+    # ------------------------------------------------------------------ clusters
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "clusters":
+            return len(self.profiles) > 1 and self.make_service is not None
+        return True
+
+    def action_clusters(self) -> None:
+        from tui.screens.clusters import ClustersScreen
+
+        if self.make_service is None or isinstance(self.screen, ClustersScreen):
+            return
+
+        def chosen(name: str | None) -> None:
+            if name is not None and name != self.service.profile.name:
+                self.run_worker(self.switch_cluster(name), group="switch", exclusive=True)
+
+        screen = ClustersScreen(list(self.profiles.values()), self.service, self.make_service)
+        self.push_screen(screen, callback=chosen)
+
+    async def switch_cluster(self, name: str) -> None:
+        """Show cluster ``name``: a new service under its own profile and policy, the
+        dashboard composed anew (command panes belong to the old cluster's guests and close
+        with it)."""
+        if self.make_service is None or name not in self.profiles:
+            return
+        old = self.service
+        self.workers.cancel_group(self, "refresh")
+        if self._refresh_timer is not None:
+            self._refresh_timer.stop()
+            self._refresh_timer = None
+        self.service = self.make_service(self.profiles[name])
+        self.snapshot, self.error = None, None
+        self._activities.clear()
+        dashboard = self.dashboard
+        if dashboard is not None:
+            await dashboard.recompose()  # header, tabs and tables of the new cluster
+            dashboard.on_mount()
+        await old.aclose()
+        self.notify(f"Showing cluster {name}.", timeout=3)
+        self._refresh_soon()
 
     # ------------------------------------------------------------------ navigation
 

@@ -357,19 +357,20 @@ async def test_escape_leaves_the_input_so_view_keys_work_again(fresh_sim, make_s
         second = await open_pane(pilot, OTHER_VM)
         tabs = dashboard(app).commands_view.tabs
         await pilot.press("ctrl+pagedown")  # wraps around to the first pane
-        await pilot.pause()
-        assert tabs.active == f"exec-{AGENT_VM}" and first.input.has_focus
+        await until(pilot, lambda: first.input.has_focus)
+        assert tabs.active == f"exec-{AGENT_VM}"
         await pilot.press("ctrl+pageup")
-        await pilot.pause()
-        assert tabs.active == f"exec-{OTHER_VM}" and second.input.has_focus
+        await until(pilot, lambda: second.input.has_focus)
+        assert tabs.active == f"exec-{OTHER_VM}"
         await pilot.press("1")  # typed: the input has the keys
         assert second.input.value == "1" and dashboard(app).active_view == "commands"
-        await pilot.press("escape", "1")
-        await pilot.pause()
-        assert dashboard(app).active_view == "guests"
+        await pilot.press("escape")
+        await until(pilot, lambda: not second.input.has_focus)
+        await pilot.press("1")
+        await until(pilot, lambda: dashboard(app).active_view == "guests")
         await pilot.press("4")
-        await pilot.pause()
-        assert dashboard(app).active_view == "commands" and second.input.has_focus
+        await until(pilot, lambda: second.input.has_focus)
+        assert dashboard(app).active_view == "commands"
 
 
 async def test_palette_offers_vms_only_and_opens_their_pane(sim, make_service) -> None:

@@ -97,3 +97,27 @@ async def test_one_profile_offers_no_cluster_switch(sim, audit_log):
         await pilot.press("c")
         await pilot.pause()
         assert not isinstance(app.screen, ClustersScreen)
+
+
+async def test_every_guest_of_every_cluster_and_jumping_to_one(make_sim, audit_log):
+    alpha = make_sim(cluster_name="alpha", guests=6)
+    beta = make_sim(cluster_name="beta", seed=11, guests=9)
+    app = _app(audit_log, _profile(alpha, "alpha"), _profile(beta, "beta"))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await _settle(pilot)
+        await pilot.press("c")
+        await _settle(pilot)
+        guests = app.screen.query_one("#clusters-guests", DataTable)
+        keys = [key.value for key in guests.rows]
+        clusters = [str(key).rpartition("/")[0] for key in keys]
+        assert clusters == ["alpha"] * 6 + ["beta"] * 9  # profile order, whoever answered first
+        beta_vmids = sorted(beta.call(lambda: list(beta.state.guests)))
+        assert keys[6:] == [f"beta/{vmid}" for vmid in beta_vmids]
+        target = beta_vmids[4]
+        guests.focus()
+        guests.move_cursor(row=6 + 4)
+        await pilot.press("enter")
+        await _settle(pilot)
+        assert app.service.profile.name == "beta"
+        table = app.screen.query_one(GuestTable)
+        assert table.selected is not None and table.selected.vmid == target

@@ -82,6 +82,7 @@ class LabdeckApp(App[None]):
         #: every configured cluster (profile), for ``c``; the shown one is ``service.profile``
         self.profiles = {p.name: p for p in profiles} or {service.profile.name: service.profile}
         self.make_service = make_service
+        self._select_after_refresh: int | None = None
         self.refresh_interval = refresh_interval
         self.clock: Clock = clock or _local_now
         self.snapshot: ClusterSnapshot | None = None
@@ -160,6 +161,9 @@ class LabdeckApp(App[None]):
             self.clock(), overview.cluster_name if overview else None, snapshot.summary
         )
         dashboard.show_snapshot(snapshot)
+        if self._select_after_refresh is not None:  # a guest picked in the clusters list
+            vmid, self._select_after_refresh = self._select_after_refresh, None
+            dashboard.select_guest(vmid)
 
     def _show_error(self, kind: str, message: str) -> None:
         if self.dashboard is not None:
@@ -251,9 +255,15 @@ class LabdeckApp(App[None]):
         if self.make_service is None or isinstance(self.screen, ClustersScreen):
             return
 
-        def chosen(name: str | None) -> None:
-            if name is not None and name != self.service.profile.name:
+        def chosen(choice: tuple[str, int | None] | None) -> None:
+            if choice is None:
+                return
+            name, vmid = choice
+            if name != self.service.profile.name:
+                self._select_after_refresh = vmid
                 self.run_worker(self.switch_cluster(name), group="switch", exclusive=True)
+            elif vmid is not None:
+                self.select_guest(vmid)
 
         screen = ClustersScreen(list(self.profiles.values()), self.service, self.make_service)
         self.push_screen(screen, callback=chosen)

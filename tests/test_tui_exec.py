@@ -7,6 +7,7 @@ run a small simulated OS (``hostname``, ``df -h``, ``sleep N`` in simulated time
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -233,7 +234,8 @@ async def test_two_panes_run_commands_at_the_same_time(fresh_sim, make_service) 
             pane.input.value = command
             await pilot.press("enter")
 
-        await submit(first, "sleep 150")  # 3 s at speed 50
+        # 8 s at speed 50: long enough to still run on a loaded machine when the other ends
+        await submit(first, "sleep 400")
         await submit(second, "sleep 25")  # 0.5 s
         assert first.running is not None
         assert str(tabs.get_tab(f"exec-{AGENT_VM}").label) == "home-assistant (107) ⟳"
@@ -241,11 +243,15 @@ async def test_two_panes_run_commands_at_the_same_time(fresh_sim, make_service) 
         assert first.running is not None  # still going: each pane has its own worker
         assert "✔ exit 0" in log_text(second) and "✔ exit" not in log_text(first)
         # the elapsed seconds come from the core's progress callback
-        await until(pilot, lambda: "sleep 150 (argv) · 2 s" in str(first.status.content))
-        await until(pilot, lambda: first.running is None)
+        def elapsed_shown() -> int:
+            found = re.search(r"sleep 400 \(argv\) · (\d+) s", str(first.status.content))
+            return int(found[1]) if found else 0
+
+        await until(pilot, lambda: elapsed_shown() >= 2)
+        await until(pilot, lambda: first.running is None, within_s=30.0)
         await pilot.pause()
         assert "✔ exit 0" in log_text(first)
-        assert "$ sleep 25" not in log_text(first) and "$ sleep 150" not in log_text(second)
+        assert "$ sleep 25" not in log_text(first) and "$ sleep 400" not in log_text(second)
         assert str(tabs.get_tab(f"exec-{AGENT_VM}").label) == "home-assistant (107)"
         # x on a guest that already has a pane shows that pane again
         again = await open_pane(pilot, AGENT_VM)

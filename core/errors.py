@@ -112,6 +112,12 @@ class ServerError(LabdeckError):
         self.status = status
 
 
+class BadResponse(ServerError):
+    """The server answered, but not with what its API promises (not JSON, no envelope)."""
+
+    kind = "bad_response"
+
+
 class TaskFailed(LabdeckError):
     """A Proxmox task (UPID) ended with an error exit status."""
 
@@ -148,6 +154,17 @@ class TaskTimeout(LabdeckError):
     def __init__(self, message: str, *, upid: str, hint: str | None = None) -> None:
         super().__init__(message, hint=hint)
         self.upid = upid
+
+
+class OutcomeUnknown(LabdeckError):
+    """The connection dropped while a write was in flight: it may or may not have applied
+    (``method`` is the HTTP method or the TrueNAS method). Never retried blindly."""
+
+    kind = "outcome_unknown"
+
+    def __init__(self, message: str, *, method: str, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.method = method
 
 
 class PolicyDenied(LabdeckError):

@@ -3,7 +3,8 @@
 - token auth (``PVEAPIToken=`` header), TLS verified by default (CA bundle or SHA-256 pin);
 - every error mapped in one place (:func:`_raise_for_response`) to ``core.errors`` types whose
   messages say what to do — and never contain the token secret;
-- idempotent GETs retried with backoff within a small budget; writes are never retried;
+- idempotent GETs retried with backoff (and a 429's Retry-After) within a small budget; writes
+  are never retried, and a write whose answer was lost raises :class:`OutcomeUnknown`;
 - a short TTL cache with request coalescing for hot reads (``/cluster/resources``);
 - UPID tasks awaited with a growing poll interval, progress callbacks and a timeout.
 """
@@ -11,6 +12,8 @@
 from __future__ import annotations
 
 import asyncio
+import email.utils
+import json
 import logging
 import re
 import ssl
@@ -21,14 +24,15 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
-import pydantic_core
 from pydantic import SecretStr
 
 from core.config import PveSettings
 from core.errors import (
+    BadResponse,
     InvalidInput,
     LabdeckError,
     NotFound,
+    OutcomeUnknown,
     PermissionDenied,
     ServerError,
     TaskFailed,
@@ -38,7 +42,12 @@ from core.errors import (
 )
 from core.pve_auth import PveAuth, TicketAuth, TokenAuth
 from core.secrets import resolve_secret
-from core.tls import insecure_context, pinned_context_for, verifying_context
+from core.tls import (
+    insecure_context,
+    pinned_context_for,
+    plain_http_warning,
+    verifying_context,
+)
 
 log = logging.getLogger("labdeck.pve")
 
@@ -54,8 +63,14 @@ _NOT_FOUND_HINTS = (
     "hostname lookup",
     "not found",
 )
-_RETRY_STATUSES = frozenset({502, 503, 504})
+_RETRY_STATUSES = frozenset({429, 502, 503, 504})
 _GET_RETRIES = 2
+#: the longest a GET waits in all between its attempts (backoff and a 429's Retry-After)
+RETRY_BUDGET_S = 5.0
+_CHECK_TASKS = (
+    "labdeck never resends a write: check the task list (pve_list_tasks) and the target's state "
+    "before trying again."
+)
 BIG_BODY = 256 * 1024
 
 ProgressFn = Callable[[float, str], Awaitable[None] | None]
@@ -129,7 +144,7 @@ class PveClient:
         self.auth = auth_for(settings, secret)
         host = settings.host
         netloc = f"[{host}]" if ":" in host else host
-        self.base_url = f"https://{netloc}:{settings.port}/api2/json"
+        self.base_url = f"{settings.scheme}://{netloc}:{settings.port}/api2/json"
         self.token_id = self.auth.principal
         self._transport = transport
         self._client: httpx.AsyncClient | None = None
@@ -157,6 +172,9 @@ class PveClient:
     async def _ssl_context(self) -> ssl.SSLContext:
         s = self.settings
         assert s.host is not None
+        if s.scheme == "http":  # allowed explicitly (config refuses it otherwise); unused
+            log.warning("%s", plain_http_warning(self.base_url))
+            return verifying_context(s.ca_bundle)
         if s.fingerprint:
             return await pinned_context_for(s.host, s.port, s.fingerprint, s.timeout_s)
         if not s.verify_ssl:
@@ -198,9 +216,10 @@ class PveClient:
         """Send one request and return its ``data``. Writes are sent once, never retried."""
         method = method.upper()
         clean = {k: _encode_param(v) for k, v in (params or {}).items() if v is not None}
-        attempts = 1 + (_GET_RETRIES if method == "GET" else 0)
+        retries = _GET_RETRIES if method == "GET" else 0  # writes are sent once, whatever happens
+        attempt, waited = 0, 0.0
         renewed = False
-        for attempt in range(attempts):
+        while True:
             try:
                 response = await self._send(method, path, clean)
                 if response.status_code == 401 and not renewed:
@@ -210,31 +229,46 @@ class PveClient:
                     if await self.auth.renew_after_401(await self._http()):
                         response = await self._send(method, path, clean)
             except _Transient as exc:
-                if attempt + 1 < attempts:
-                    await asyncio.sleep(0.2 * 3**attempt)
+                pause = 0.2 * 3**attempt
+                if exc.retry and attempt < retries and waited + pause <= RETRY_BUDGET_S:
+                    attempt, waited = attempt + 1, waited + pause
+                    await asyncio.sleep(pause)
                     continue
                 raise exc.error from None
-            if response.status_code in _RETRY_STATUSES and attempt + 1 < attempts:
-                await asyncio.sleep(0.2 * 3**attempt)
-                continue
+            if response.status_code in _RETRY_STATUSES and attempt < retries:
+                asked = _retry_after(response) if response.status_code == 429 else None
+                pause = 0.2 * 3**attempt if asked is None else asked
+                if waited + pause <= RETRY_BUDGET_S:
+                    attempt, waited = attempt + 1, waited + pause
+                    log.info("%s %s: HTTP %s, retrying in %.1f s", method, path,
+                             response.status_code, pause)  # fmt: skip
+                    await asyncio.sleep(pause)
+                    continue
             _raise_for_response(response, method, path, self.auth)
             try:
                 if len(response.content) > BIG_BODY:
-                    # A 5,000-guest listing is megabytes: decode it off the event loop, with
-                    # pydantic-core's parser (twice as fast as json's; either holds the GIL
-                    # for the whole call, so speed is what keeps the loop responsive).
-                    body = await asyncio.to_thread(pydantic_core.from_json, response.content)
+                    # A 5,000-guest listing is megabytes: decode it off the event loop.
+                    body = await asyncio.to_thread(decode_big_body, response.content)
                 else:
                     body = response.json()
             except ValueError:
-                raise ServerError(
-                    f"{method} {path}: the server sent a response that is not JSON.",
-                    status=response.status_code,
-                ) from None
+                raise self._bad_response(response, method, path, "is not valid JSON") from None
             if not isinstance(body, dict) or "data" not in body:
-                raise ServerError(f"{method} {path}: response lacks the 'data' envelope.")
+                raise self._bad_response(response, method, path, "lacks the 'data' envelope")
             return body if envelope else body["data"]
-        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _bad_response(
+        self, response: httpx.Response, method: str, path: str, problem: str
+    ) -> BadResponse:
+        hint = "A proxy between labdeck and pveproxy may be altering answers; retry, and check it."
+        if method != "GET":
+            hint = f"The write reached the server and may have been applied; {_CHECK_TASKS}"
+        return BadResponse(
+            f"{method} {path}: the answer of {self.base_url} {problem} "
+            f"(HTTP {response.status_code}, {len(response.content)} bytes).",
+            status=response.status_code,
+            hint=hint,
+        )
 
     async def _send(self, method: str, path: str, params: dict[str, Any]) -> httpx.Response:
         client = await self._http()
@@ -246,27 +280,44 @@ class PveClient:
                     return await client.request(method, path, params=params, headers=headers)
                 return await client.request(method, path, data=params, headers=headers)
             except httpx.ConnectError as exc:
-                raise _Transient(_connect_error(exc, self.base_url)) from None
-            except httpx.TimeoutException:
-                error = Unreachable(
-                    f"{method} {path} timed out after {self.settings.timeout_s:g} s.",
-                    hint="The server or network is slow; raise [pve] timeout_s or retry.",
-                )
-                if method != "GET":
-                    # The write may have happened: say so rather than pretend it failed.
-                    error.hint = (
-                        "The request may still have been applied; check the task list "
-                        "before trying again."
-                    )
-                raise _Transient(error) from None
-            except httpx.TransportError as exc:
+                error = _connect_error(exc, self.base_url, pinned=bool(self.settings.fingerprint))
+                # a certificate that is refused now is refused again in a moment
+                raise _Transient(error, retry=not isinstance(error, TLSError)) from None
+            except (httpx.ConnectTimeout, httpx.PoolTimeout):
                 raise _Transient(
                     Unreachable(
-                        f"{method} {path}: connection to {self.base_url} failed "
-                        f"({exc.__class__.__name__}).",
-                        hint="Check the network and that pveproxy is running.",
+                        f"{method} {path}: could not connect to {self.base_url} in time "
+                        "(nothing was sent).",
+                        hint="Check host and port, that pveproxy runs, and firewalls.",
                     )
                 ) from None
+            except httpx.TransportError as exc:
+                raise _Transient(self._lost_answer(method, path, exc)) from None
+
+    def _lost_answer(self, method: str, path: str, exc: httpx.TransportError) -> LabdeckError:
+        """The request left but no answer came (timeout, reset): for a write, unknown outcome."""
+        timed_out = isinstance(exc, httpx.TimeoutException)
+        what = (
+            f"timed out after {self.settings.timeout_s:g} s"
+            if timed_out
+            else f"lost the connection to {self.base_url} ({_transport_reason(exc)})"
+        )
+        if method != "GET":
+            # The write may have happened: say so rather than pretend it failed or resend it.
+            return OutcomeUnknown(
+                f"{method} {path} {what} before an answer came: the write may or may not "
+                "have been applied.",
+                method=f"{method} {path}",
+                hint=_CHECK_TASKS,
+            )
+        if timed_out:
+            return Unreachable(
+                f"{method} {path} {what}.",
+                hint="The server or network is slow; raise [pve] timeout_s or retry.",
+            )
+        return Unreachable(
+            f"{method} {path}: {what}.", hint="Check the network and that pveproxy is running."
+        )
 
     async def get(self, path: str, params: dict[str, Any] | None = None) -> Any:
         return await self.request("GET", path, params)
@@ -384,12 +435,52 @@ class PveClient:
         return status
 
 
-class _Transient(Exception):
-    """Internal: a transport failure that a GET may retry."""
+def _same(obj: dict[str, Any]) -> dict[str, Any]:
+    return obj
 
-    def __init__(self, error: LabdeckError) -> None:
+
+def decode_big_body(content: bytes) -> Any:
+    """``json.loads`` with a no-op object hook, for a worker thread.
+
+    A single C call (``json.loads``, ``pydantic_core.from_json``) holds the GIL for the
+    whole body: ~35 ms for 5,000 guests, during which the event loop cannot run. The hook
+    is Python code, so the interpreter may hand the GIL back to the loop between two
+    objects; the parse costs about the same.
+    """
+    return json.loads(content, object_hook=_same)
+
+
+class _Transient(Exception):
+    """Internal: a transport failure that a GET may retry (unless ``retry`` is False)."""
+
+    def __init__(self, error: LabdeckError, *, retry: bool = True) -> None:
         super().__init__(str(error))
         self.error = error
+        self.retry = retry
+
+
+def _transport_reason(exc: httpx.TransportError) -> str:
+    if isinstance(exc, httpx.RemoteProtocolError):
+        return "the server closed it without answering"
+    if isinstance(exc, httpx.ReadError | httpx.WriteError):
+        return "connection reset"
+    return exc.__class__.__name__
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    """Seconds from a ``Retry-After`` header (a number or an HTTP date), if any."""
+    value = response.headers.get("retry-after", "").strip()
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
 
 
 def _encode_param(value: Any) -> Any:
@@ -401,10 +492,18 @@ def _encode_param(value: Any) -> Any:
     return value
 
 
-def _connect_error(exc: httpx.ConnectError, base_url: str) -> LabdeckError:
+def _connect_error(exc: httpx.ConnectError, base_url: str, *, pinned: bool) -> LabdeckError:
     text = str(exc)
     cause: BaseException | None = exc
     while cause is not None:
+        if isinstance(cause, ssl.SSLCertVerificationError) and pinned:
+            return TLSError(
+                f"the certificate of {base_url} no longer matches the configured pin "
+                f"({cause.verify_message}): it changed since labdeck connected. "
+                "Refusing to send credentials.",
+                hint="If the certificate was renewed on purpose, update 'fingerprint' with the "
+                "value `labdeck doctor` shows; otherwise treat this as an attack.",
+            )
         if isinstance(cause, ssl.SSLCertVerificationError):
             return TLSError(
                 f"the certificate of {base_url} is not trusted ({cause.verify_message}).",
@@ -500,6 +599,30 @@ def _raise_for_response(response: httpx.Response, method: str, path: str, auth: 
     from_agent = lowered.startswith("agent error:") or "qga command" in lowered
     if status == 500 and not from_agent and any(m in lowered for m in _NOT_FOUND_HINTS):
         raise NotFound(message.rstrip(".") + ".")
+    if status == 500 and "guest agent is not running" in lowered:
+        raise ServerError(
+            f"{what} failed: {message}.",
+            status=status,
+            hint="The VM runs but its QEMU guest agent does not answer: start the "
+            "qemu-guest-agent service inside the guest (or wait until it has booted).",
+        )
     if status == 595 or status == 596:
         raise Unreachable(f"{what}: a cluster node did not answer ({message}).")
+    if status == 429:
+        wait = _retry_after(response)
+        raise ServerError(
+            f"{what}: the server is rate-limiting requests (HTTP 429 {message}).",
+            status=status,
+            hint=f"It asks to wait {wait:g} s; try again then."
+            if wait is not None
+            else "Wait a little and try again.",
+        )
+    if status in _RETRY_STATUSES:
+        raise ServerError(
+            f"{what} failed: {message} (HTTP {status}).",
+            status=status,
+            hint="The server or a proxy in front of it is overloaded or restarting; "
+            + ("labdeck retried within its budget; " if method == "GET" else "")
+            + "try again in a moment.",
+        )
     raise ServerError(f"{what} failed: {message}.", status=status)

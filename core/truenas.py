@@ -31,7 +31,14 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from core.config import TrueNasSettings
-from core.errors import AuthError, ConfigError, NotFound, ServerError, Unreachable
+from core.errors import (
+    AuthError,
+    ConfigError,
+    NotFound,
+    OutcomeUnknown,
+    ServerError,
+    Unreachable,
+)
 from core.secrets import resolve_secret
 from core.tls import insecure_context, pinned_context_for, verifying_context
 from core.truenas_models import (
@@ -40,7 +47,6 @@ from core.truenas_models import (
     EventFn,
     JobTimeout,
     MethodNames,
-    OutcomeUnknown,
     ProgressFn,
     RpcErrorReply,
     Subscription,

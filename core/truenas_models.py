@@ -74,16 +74,6 @@ class JobTimeout(LabdeckError):
         self.job_id = job_id
 
 
-class OutcomeUnknown(LabdeckError):
-    """The connection dropped while a write was in flight: it may or may not have applied."""
-
-    kind = "outcome_unknown"
-
-    def __init__(self, message: str, *, method: str, hint: str | None = None) -> None:
-        super().__init__(message, hint=hint)
-        self.method = method
-
-
 @dataclass(frozen=True, slots=True)
 class MethodNames:
     """The method names a release uses for things that were renamed between releases."""

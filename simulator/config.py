@@ -5,6 +5,10 @@ from __future__ import annotations
 import random
 import uuid
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from simulator.faults import FaultRule
 
 
 @dataclass(frozen=True)
@@ -29,6 +33,8 @@ class SimulatorConfig:
     # a TrueNAS JSON-RPC endpoint beside the PVE API (same CA), emulating this release
     truenas: bool = True
     truenas_version: str = "25.10"
+    # fault injection: a spec ('GET /cluster/resources=503x2', see simulator.faults) or rules
+    faults: str | tuple[FaultRule, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -10,9 +10,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import ssl
+import struct
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Literal
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import h11
@@ -46,6 +49,10 @@ class HttpResponse:
     content_type: str | None = JSON_CONTENT_TYPE
     headers: list[tuple[str, str]] = field(default_factory=list)
     close: bool = False
+    # Fault injection (simulator.faults): instead of answering, "reset" aborts the connection
+    # (TCP RST); "hold" stays silent until the client hangs up or ``hold_s`` passes, then aborts.
+    drop: Literal["reset", "hold"] | None = None
+    hold_s: float = 0.0
 
 
 Handler = Callable[[HttpRequest], Awaitable[HttpResponse]]
@@ -109,6 +116,13 @@ class HttpServer:
         await self._server.wait_closed()
         self._server = None
 
+    def drop_connections(self) -> int:
+        """Abort every open connection (fault injection: a restart after a new certificate)."""
+        writers = list(self._connections.values())
+        for writer in writers:
+            writer.transport.abort()
+        return len(writers)
+
     async def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
@@ -143,6 +157,9 @@ class HttpServer:
                 await self._send(conn, writer, outcome)
                 return
             response = await self._handler(outcome)
+            if response.drop is not None:
+                await _drop(reader, writer, response)
+                return
             await self._send(conn, writer, response)
             if response.close or conn.our_state is h11.MUST_CLOSE:
                 return
@@ -207,6 +224,23 @@ class HttpServer:
         chunks.append(conn.send(h11.EndOfMessage()))
         writer.write(b"".join(c for c in chunks if c))
         await writer.drain()
+
+
+async def _drop(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, response: HttpResponse
+) -> None:
+    """Leave a request unanswered: hold it (bounded) if asked, then reset the connection."""
+    if response.drop == "hold":
+        # Read (and ignore) until the client hangs up (EOF) or the hold is over.
+        with contextlib.suppress(TimeoutError, ConnectionError, ssl.SSLError, OSError):
+            async with asyncio.timeout(response.hold_s):
+                while await reader.read(READ_CHUNK):
+                    pass
+    sock = writer.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):  # linger 0: close() sends RST, not FIN
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    writer.transport.abort()
 
 
 def _too_large() -> HttpResponse:

@@ -12,6 +12,7 @@ from typing import TypeVar
 
 from simulator.auth import Authenticator, demo_grants, demo_users
 from simulator.config import DemoLogin, DemoToken, SimulatorConfig, demo_logins, demo_tokens
+from simulator.faults import FaultInjector, FaultyPveApi
 from simulator.http import HttpServer
 from simulator.pve_api import PveApi
 from simulator.routing import ServerFacts
@@ -44,6 +45,8 @@ class Simulator:
             dynamic=self.config.dynamic,
         )
         self.request_log: list[tuple[str, str]] = []
+        #: fault injection rules (simulator.faults); thread-safe, also ``handle.faults``
+        self.faults = FaultInjector(self.config.seed, self.config.faults)
         self.host = self.config.host
         self.port = self.config.port
         self._tls: TlsMaterial | None = None
@@ -107,9 +110,10 @@ class Simulator:
             authenticator,
             facts=ServerFacts(self._tls.cert_fingerprint, authenticator.principal_for),
             auth_fail_delay=self.config.auth_fail_delay,
-            on_request=self._record,
         )
-        self._http = HttpServer(api.handle, self.host, self.port, self._tls.ssl_context)
+        # every request is recorded, also those a fault answers before the API sees them
+        front = FaultyPveApi(api, self.faults, self._record, self._change_certificate)
+        self._http = HttpServer(front.handle, self.host, self.port, self._tls.ssl_context)
         try:
             await self._http.start()
         except BaseException:
@@ -125,8 +129,19 @@ class Simulator:
                 speed=self.config.speed,
                 tls=self._tls,
             )
+            self.truenas.faults = self.faults
+            self.truenas.on_cert_change = self._change_certificate
             await self.truenas.start()
         self._ticker = asyncio.create_task(self._tick())
+
+    def _change_certificate(self) -> None:
+        """Fault ``cert-change``: a new certificate from a new CA, as after a reinstall;
+        every open connection drops (as pveproxy restarts) so clients must handshake anew."""
+        self._started_tls().rotate()
+        if self._http is not None:
+            self._http.drop_connections()
+        if self.truenas is not None:
+            self.truenas.drop_connections()
 
     async def _tick(self) -> None:
         # Tasks also finish on every request; the ticker makes state changes visible
@@ -228,6 +243,11 @@ class SimulatorHandle:
     @property
     def request_log(self) -> list[tuple[str, str]]:
         return self.simulator.request_log
+
+    @property
+    def faults(self) -> FaultInjector:
+        """Add and clear fault rules from any thread: ``handle.faults.add("503", ...)``."""
+        return self.simulator.faults
 
     def call(self, fn: Callable[[], T], timeout: float = 10.0) -> T:
         """Run ``fn()`` on the simulator's loop (thread-safe) and return its result."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import ssl
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -43,6 +44,25 @@ class TlsMaterial:
     ca_fingerprint: str
     cert_fingerprint: str
     _tmpdir: tempfile.TemporaryDirectory[str] | None = field(default=None, repr=False)
+    names: tuple[str, ...] = LOOPBACK_NAMES
+    rotations: int = 0
+
+    def rotate(self) -> None:
+        """Serve a new certificate, signed by a new CA, on every connection from now on.
+
+        Fault injection (``cert-change``): clients that trust the old CA or pin the old
+        certificate must refuse. The old CA file stays where it was; ``ca_path`` and the
+        fingerprints describe the new material.
+        """
+        assert self._tmpdir is not None, "the TLS material was cleaned up"
+        self.rotations += 1
+        ca, server_cert = _mint(self.names)
+        server_cert.configure_cert(self.ssl_context)  # new handshakes use the new key pair
+        ca_path = Path(self._tmpdir.name) / f"ca-{self.rotations}.pem"
+        ca.cert_pem.write_to_path(str(ca_path))
+        self.ca_path = str(ca_path)
+        self.ca_fingerprint = sha256_fingerprint(ca.cert_pem.bytes())
+        self.cert_fingerprint = sha256_fingerprint(server_cert.cert_chain_pems[0].bytes())
 
     def cleanup(self) -> None:
         if self._tmpdir is not None:
@@ -60,14 +80,7 @@ def make_tls(host: str = "127.0.0.1") -> TlsMaterial:
     extra = _extra_name(host)
     if extra is not None:
         names.append(extra)
-    # ECDSA keys: minting RSA keys would add about a second to every start.
-    ca = trustme.CA(organization_name="labdeck simulator", key_type=trustme.KeyType.ECDSA)
-    # pveproxy's self-signed node certificates last two years; so do ours, so that expiry
-    # checks (labdeck doctor) see realistic dates rather than trustme's year-3000 default.
-    now = datetime.now(UTC)
-    server_cert = ca.issue_cert(
-        *names, not_before=now - timedelta(days=1), not_after=now + timedelta(days=730)
-    )
+    ca, server_cert = _mint(names)
     tmpdir = tempfile.TemporaryDirectory(prefix="labdeck-sim-")
     ca_path = Path(tmpdir.name) / "ca.pem"
     ca.cert_pem.write_to_path(str(ca_path))
@@ -81,4 +94,18 @@ def make_tls(host: str = "127.0.0.1") -> TlsMaterial:
         ca_fingerprint=sha256_fingerprint(ca.cert_pem.bytes()),
         cert_fingerprint=sha256_fingerprint(server_cert.cert_chain_pems[0].bytes()),
         _tmpdir=tmpdir,
+        names=tuple(names),
     )
+
+
+def _mint(names: Sequence[str]) -> tuple[trustme.CA, trustme.LeafCert]:
+    """A fresh CA and a server certificate it signed for ``names``."""
+    # ECDSA keys: minting RSA keys would add about a second to every start.
+    ca = trustme.CA(organization_name="labdeck simulator", key_type=trustme.KeyType.ECDSA)
+    # pveproxy's self-signed node certificates last two years; so do ours, so that expiry
+    # checks (labdeck doctor) see realistic dates rather than trustme's year-3000 default.
+    now = datetime.now(UTC)
+    server_cert = ca.issue_cert(
+        *names, not_before=now - timedelta(days=1), not_after=now + timedelta(days=730)
+    )
+    return ca, server_cert

@@ -18,11 +18,12 @@ from core.errors import (
     ConfigError,
     InvalidInput,
     NotFound,
+    OutcomeUnknown,
     PermissionDenied,
     TLSError,
 )
 from core.truenas import TrueNasClient
-from core.truenas_models import JobFailed, OutcomeUnknown
+from core.truenas_models import JobFailed
 from simulator.truenas import TrueNasHandle, start_truenas_in_thread
 
 RELEASES = ("25.04", "25.10", "26")
@@ -210,8 +211,9 @@ async def test_subscription_receives_event_after_write(nas: TrueNasHandle) -> No
     events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
     async with client(nas) as truenas:
         await truenas.subscribe("pool.dataset.query", events.put)
-        created = await truenas.call("pool.dataset.create", {"name": "tank/media/music",
-                                                             "comments": "tunes"})
+        created = await truenas.call(
+            "pool.dataset.create", {"name": "tank/media/music", "comments": "tunes"}
+        )
         event = await asyncio.wait_for(events.get(), 5)
         assert event["msg"] == "added" and event["id"] == "tank/media/music"
         assert event["fields"]["comments"]["value"] == "tunes" == created["comments"]["value"]

@@ -314,8 +314,26 @@ def user_update(ctx: Ctx, args: list[Any]) -> dict[str, Any]:
 @method("user.delete", roles=("ACCOUNT_WRITE",), args=2)
 def user_delete(ctx: Ctx, args: list[Any]) -> int:
     pk = arg(args, 0, "id", int)
-    arg(args, 1, "options", dict, default={})
-    if _user(ctx, pk)["builtin"]:
+    options = arg(args, 1, "options", dict, default={})
+    check_fields(options, "options", {"delete_group": bool})
+    item = _user(ctx, pk)
+    if item["builtin"]:
         raise call_error(errno.EINVAL, "Cannot delete a builtin user")
     ctx.state.remove("user", pk)
+    for group in ctx.state.items["group"].values():
+        if pk in group["users"]:
+            group["users"] = [u for u in group["users"] if u != pk]
+    if options.get("delete_group", True):
+        _delete_private_group(ctx, int(item["group"]["id"]))
     return int(pk)
+
+
+def _delete_private_group(ctx: Ctx, pk: int) -> None:
+    """TrueNAS deletes a deleted user's primary group unless it is built in or still used."""
+    group = ctx.state.items["group"].get(pk)
+    if group is None or group["builtin"]:
+        return
+    users = ctx.state.items["user"].values()
+    if any(u["group"]["id"] == pk or pk in u["groups"] for u in users):
+        return
+    ctx.state.remove("group", pk)

@@ -160,11 +160,19 @@ def dataset_create(ctx: Ctx, args: list[Any]) -> dict[str, Any]:
     if name in datasets:
         raise invalid(f"{prefix}.name", f"Path {name} already exists", number=errno.EEXIST)
     parent = name.rpartition("/")[0]
+    ancestors: list[str] = []  # missing ones create_ancestors makes, nearest first
+    while data.get("create_ancestors") and "/" in parent and parent not in datasets:
+        ancestors.append(parent)
+        parent = parent.rpartition("/")[0]
     if not parent or parent not in datasets:
         raise invalid(f"{prefix}.name", f"Parent dataset {parent or name!r} does not exist",
                       number=errno.ENOENT)  # fmt: skip
     if datasets[parent]["type"] == "VOLUME":
         raise invalid(f"{prefix}.name", "Parent dataset cannot be a volume")
+    for ancestor in reversed(ancestors):  # plain filesystems inheriting from their parent
+        ctx.state.put("dataset", ancestor, s.dataset_raw(
+            ancestor, used=96 * 1024, avail=datasets[parent]["available"], created=_now(ctx),
+            compression=datasets[parent]["compression"]))  # fmt: skip
     raw = s.dataset_raw(name, used=96 * 1024, avail=datasets[parent]["available"],
                         created=_now(ctx), kind=kind, volsize=data.get("volsize"),
                         compression=datasets[parent]["compression"])  # fmt: skip

@@ -11,6 +11,8 @@ import json
 import logging
 import random
 import time
+from collections.abc import Callable
+from dataclasses import replace
 from datetime import date, datetime
 from typing import Any
 
@@ -19,6 +21,15 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from simulator.clock import SimClock
+from simulator.faults import (
+    DEFAULT_SLOW_S,
+    MALFORMED_FRAME,
+    FaultInjector,
+    FaultRule,
+    failing_finish,
+    hold,
+    rpc_error,
+)
 from simulator.tls import TlsMaterial, make_tls
 from simulator.truenas import (  # noqa: F401  (importing them registers their methods)
     methods_compute,
@@ -111,6 +122,9 @@ class TrueNasSimulator:
         self._conns: set[_Conn] = set()
         self._hits: dict[tuple[str, str], collections.deque[float]] = {}
         self.state.listeners.append(self._on_change)
+        #: fault injection (simulator.faults); the PVE simulator shares its own
+        self.faults: FaultInjector | None = None
+        self.on_cert_change: Callable[[], None] = self._change_certificate
 
     # ---- facts ---------------------------------------------------------------------------
     @property
@@ -173,6 +187,12 @@ class TrueNasSimulator:
         while True:
             self.jobs.tick()
             await asyncio.sleep(TICK_S)
+
+    def _change_certificate(self) -> None:
+        """Fault ``cert-change``: serve a certificate from a new CA; drop every connection."""
+        if self._tls is not None:
+            self._tls.rotate()
+        self.drop_connections()
 
     def drop_connections(self) -> int:
         """Test hook: cut every client connection without a closing handshake."""
@@ -260,23 +280,51 @@ class TrueNasSimulator:
         task.add_done_callback(conn.tasks.discard)
 
     async def _run(self, conn: _Conn, msg: dict[str, Any], notify: bool) -> None:
+        fault = self.faults.pick_rpc(msg["method"]) if self.faults is not None else None
         try:
             async with conn.running:
                 conn.active += 1
                 self.peak_running = max(self.peak_running, conn.active)
                 try:
-                    reply: dict[str, Any] = {"result": await self._call(conn, msg)}
-                except RpcError as exc:
-                    reply = {"error": exc.to_json()}
-                except Exception as exc:  # a simulator bug: report it like middlewared would
-                    log.exception("TrueNAS simulator: %s failed", msg["method"])
-                    reply = {"error": call_error(14, f"{type(exc).__name__}: {exc}").to_json()}
+                    reply = await self._answer(conn, msg, fault)
                 finally:
                     conn.active -= 1
         finally:
             conn.in_flight -= 1
-        if not notify:
+        if fault is not None and fault.kind == "ws-drop":
+            if fault.after and reply is not None:  # the answer leaves first, then the line drops
+                with contextlib.suppress(ConnectionClosed):
+                    await conn.ws.send(dumps({"jsonrpc": "2.0", "id": msg.get("id"), **reply}))
+                await asyncio.sleep(TICK_S)
+            conn.ws.transport.abort()
+        elif fault is not None and fault.kind == "malformed":
+            conn.outbox.put_nowait(MALFORMED_FRAME)
+        elif not notify and reply is not None:
             self._send(conn, {"id": msg.get("id"), **reply})
+
+    async def _answer(self, conn: _Conn, msg: dict[str, Any],
+                      fault: FaultRule | None) -> dict[str, Any] | None:  # fmt: skip
+        """The reply to one call (None: a fault leaves it unanswered)."""
+        self.method_log.append(msg["method"])  # also the calls a fault answers
+        if fault is not None:
+            error = rpc_error(fault)
+            if error is not None:
+                return {"error": error.to_json()}
+            if fault.kind == "timeout":
+                await hold(fault)
+                return None
+            if fault.kind == "cert-change":
+                self.on_cert_change()
+                return None
+            if fault.kind == "slow":
+                await asyncio.sleep(fault.hold_s(DEFAULT_SLOW_S))
+        try:
+            return {"result": await self._call(conn, msg, fault)}
+        except RpcError as exc:
+            return {"error": exc.to_json()}
+        except Exception as exc:  # a simulator bug: report it like middlewared would
+            log.exception("TrueNAS simulator: %s failed", msg["method"])
+            return {"error": call_error(14, f"{type(exc).__name__}: {exc}").to_json()}
 
     def _rate_limited(self, conn: _Conn, name: str) -> bool:
         now = time.monotonic()
@@ -286,9 +334,8 @@ class TrueNasSimulator:
         hits.append(now)
         return len(hits) > self.rate_limit
 
-    async def _call(self, conn: _Conn, msg: dict[str, Any]) -> Any:
+    async def _call(self, conn: _Conn, msg: dict[str, Any], fault: FaultRule | None = None) -> Any:
         name, params = msg["method"], msg.get("params", [])
-        self.method_log.append(name)
         spec: MethodSpec | None = served(self.release).get(name)
         if spec is None:
             raise plain(-32601, "Method does not exist")
@@ -321,6 +368,11 @@ class TrueNasSimulator:
             result = await result
         if name == "core.subscribe":
             self._start_source(conn, result, session.subscriptions[result])
+        if fault is not None and fault.kind == "task-fail" and self.faults is not None:
+            if spec.job:
+                result = replace(result, finish=failing_finish(fault))
+            else:
+                self.faults.unfire(fault)  # not a job method: nothing to fail
         if not spec.job:
             return result
         assert isinstance(result, JobPlan)

@@ -14,8 +14,12 @@ import logging
 import os
 import ssl
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from core.errors import ConfigError, TLSError, Unreachable
+
+if TYPE_CHECKING:
+    from core.config import Profile
 
 log = logging.getLogger("labdeck.tls")
 
@@ -47,13 +51,36 @@ def verifying_context(ca_bundle: Path | None) -> ssl.SSLContext:
     return ctx
 
 
-def insecure_context(where: str) -> ssl.SSLContext:
-    """verify_ssl = false: allowed, but never quietly."""
-    log.warning(
-        "TLS verification is OFF for %s: anyone on the network path can read the API token. "
-        "Set ca_bundle or fingerprint instead of verify_ssl = false.",
-        where,
+def insecure_tls_warning(where: str) -> str:
+    return (
+        f"TLS verification is OFF for {where}: anyone on the network path can read the API "
+        "token. Set ca_bundle or fingerprint instead of verify_ssl = false."
     )
+
+
+def plain_http_warning(where: str) -> str:
+    return (
+        f"plain http to {where} (allow_insecure_transport = true): the API token crosses the "
+        "network in clear. Use https:// with ca_bundle or fingerprint instead."
+    )
+
+
+def transport_warnings(profile: Profile) -> list[str]:
+    """What is insecure about how ``profile`` connects, for faces that show it at start."""
+    found = []
+    pve, nas = profile.pve, profile.truenas
+    if pve.configured and pve.scheme == "http":
+        found.append(plain_http_warning(f"Proxmox VE {pve.host}"))
+    elif pve.configured and not pve.verify_ssl and not pve.fingerprint:
+        found.append(insecure_tls_warning(f"Proxmox VE {pve.host}"))
+    if nas.configured and not nas.verify_ssl and not nas.fingerprint:
+        found.append(insecure_tls_warning(f"TrueNAS {nas.url}"))
+    return found
+
+
+def insecure_context(where: str) -> ssl.SSLContext:
+    """verify_ssl = false: allowed, but never quietly (logged each time a client starts)."""
+    log.warning("%s", insecure_tls_warning(where))
     ctx = ssl.create_default_context()
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE

@@ -7,7 +7,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test install lint typecheck bench lock clean
+.PHONY: demo test browser install lint typecheck bench lock clean
 
 $(STAMP): pyproject.toml requirements.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,11 +19,17 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/labdeck demo
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/lint-imports
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/pytest
+
+# tests/test_browser.py drives Debian's chromium; on CI (root, Debian's registry) install it.
+browser:
+	@if [ -n "$$CI" ] && [ ! -x /usr/bin/chromium ]; then \
+		apt-get update && apt-get install -y --no-install-recommends chromium; \
+	fi
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

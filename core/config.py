@@ -17,7 +17,17 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ModelWrapValidatorHandler,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -28,7 +38,7 @@ from pydantic_settings import (
 from core.errors import ConfigError
 
 DEFAULT_PROFILE = "default"
-_SECRET_KEYS = frozenset({"token_value", "password", "api_key"})
+_SECRET_KEYS = frozenset({"token_value", "password", "api_key", "key_passphrase"})
 _PROFILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _FINGERPRINT = re.compile(r"^(?:[0-9A-Fa-f]{2}:){31}[0-9A-Fa-f]{2}$|^[0-9A-Fa-f]{64}$")
 
@@ -60,6 +70,75 @@ def normalise_fingerprint(value: str) -> str:
     return ":".join(hexdigits[i : i + 2] for i in range(0, 64, 2))
 
 
+class PveSshSettings(BaseModel):
+    """``pct exec`` over SSH for LXC containers (the PVE API has no exec for them). Opt-in.
+
+    pct needs root on the node. Least privilege: a dedicated key for a non-root user with
+    ``sudo = true`` and a sudoers rule for ``/usr/sbin/pct exec *`` only (README).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(
+        default=False,
+        description="Run commands in LXC containers with `pct exec` over SSH to the"
+        " container's node. Off: containers refuse commands.",
+    )
+    user: str = Field(
+        default="root",
+        description="SSH user on the nodes. pct runs as root only; a non-root user needs"
+        " sudo = true and a sudoers rule (README).",
+    )
+    sudo: bool = Field(
+        default=False,
+        description="Run `sudo -n pct exec ...` (a non-root user allowed /usr/sbin/pct only).",
+    )
+    port: int = Field(default=22, ge=1, le=65535, description="sshd port of the nodes.")
+    key_file: Path | None = Field(
+        default=None,
+        description="Private key for the nodes (OpenSSH or PEM format); must be mode 0600.",
+    )
+    key_passphrase: SecretStr | None = Field(
+        default=None,
+        description="Passphrase of an encrypted key_file (prefer key_passphrase_file or"
+        " key_passphrase_keyring).",
+    )
+    key_passphrase_file: Path | None = Field(
+        default=None, description="File holding the key's passphrase; must be mode 0600."
+    )
+    key_passphrase_keyring: str | None = Field(
+        default=None, description="OS keyring entry holding the key's passphrase."
+    )
+    known_hosts: str = Field(
+        default="~/.ssh/known_hosts",
+        description="Host keys of the nodes. Always checked: an unknown or changed host key"
+        " is refused, never accepted.",
+    )
+    hosts: dict[str, str] = Field(
+        default_factory=dict,
+        description='Address by node name, e.g. { pve1 = "10.0.0.11" }, for node names'
+        " that do not resolve; other nodes are reached by name.",
+    )
+    connect_timeout_s: float = Field(
+        default=10.0, gt=0, le=120, description="Seconds to connect and log in to a node."
+    )
+
+    @field_validator("user")
+    @classmethod
+    def _check_ssh_user(cls, value: str) -> str:
+        if not re.match(r"^[A-Za-z_][A-Za-z0-9_.-]*$", value):
+            raise ValueError("an SSH user is a login name on the node, e.g. 'root'")
+        return value
+
+    @field_validator("hosts")
+    @classmethod
+    def _check_hosts(cls, value: dict[str, str]) -> dict[str, str]:
+        for node, address in value.items():
+            if not address.strip() or any(c.isspace() or c == "/" for c in address.strip()):
+                raise ValueError(f"{node!r}: give a host name or IP address, e.g. '10.0.0.11'")
+        return {node: address.strip() for node, address in value.items()}
+
+
 class PveSettings(BaseModel):
     """How to reach and authenticate to one Proxmox VE cluster."""
 
@@ -88,11 +167,47 @@ class PveSettings(BaseModel):
         default=None, description="OS keyring entry holding the password."
     )
     verify_ssl: bool = Field(default=True, description="Verify the TLS certificate.")
+    allow_insecure_transport: bool = Field(
+        default=False,
+        description="Accept a plain 'http://' host (e.g. behind a TLS-terminating proxy on the"
+        " same machine). The token then crosses the network in clear; warned about every run.",
+    )
     ca_bundle: Path | None = Field(default=None, description="PEM file of the cluster's CA.")
     fingerprint: str | None = Field(
         default=None, description="SHA-256 pin of the server certificate."
     )
     timeout_s: float = Field(default=10.0, gt=0, le=600, description="Per-request timeout.")
+    ssh: PveSshSettings = Field(
+        default_factory=PveSshSettings,
+        description="`pct exec` over SSH for commands in LXC containers (opt-in).",
+    )
+
+    #: the host was given as http:// and allow_insecure_transport allowed it
+    _plain_http: bool = PrivateAttr(default=False)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _refuse_plain_http(
+        cls, data: Any, handler: ModelWrapValidatorHandler[PveSettings]
+    ) -> PveSettings:
+        """``http://`` is never turned into https quietly: it is refused unless allowed."""
+        host = data.get("host") if isinstance(data, dict) else None
+        plain = isinstance(host, str) and host.strip().lower().startswith("http://")
+        settings = handler(data)
+        if plain and not settings.allow_insecure_transport:
+            raise ValueError(
+                f"host {host!r} uses plain http: Proxmox VE serves its API only over https, and"
+                " over http the API token would cross the network in clear. Use https:// (with"
+                " ca_bundle or fingerprint for a self-signed certificate), or set"
+                " allow_insecure_transport = true if a proxy you trust terminates TLS"
+            )
+        if plain:
+            settings._plain_http = True
+        return settings
+
+    @property
+    def scheme(self) -> str:
+        return "http" if self._plain_http else "https"
 
     @field_validator("host")
     @classmethod
@@ -101,7 +216,7 @@ class PveSettings(BaseModel):
         if value is None:
             return None
         text = value.strip()
-        text = re.sub(r"^https?://", "", text).rstrip("/")
+        text = re.sub(r"^https?://", "", text, flags=re.IGNORECASE).rstrip("/")
         text = text.removesuffix("/api2/json")
         if text.startswith("["):  # [v6]:port
             text = text[1:].split("]", 1)[0]
@@ -185,9 +300,55 @@ class PolicySettings(BaseModel):
     )
     protected: list[str] = Field(
         default_factory=list,
-        description="Guests no write may touch: vmid ('100'), name ('name:db'), tag ('tag:prod')"
-        " or pool ('pool:infra').",
+        description="What no write may touch. Guests: vmid ('100'), name ('name:db'), tag"
+        " ('tag:prod') or pool ('pool:infra'). TrueNAS: 'dataset:tank/prod' (that dataset,"
+        " the datasets below it, their snapshots and shares of paths under /mnt/tank/prod),"
+        " 'user:alice' (that account) or 'group:builtin_administrators' (who is in it).",
     )
+
+    @field_validator("protected")
+    @classmethod
+    def _check_protected(cls, value: list[str]) -> list[str]:
+        """A mistyped rule would protect nothing, silently: refuse it at start instead."""
+        kinds = ("vmid", "name", "tag", "pool", "dataset", "user", "group")
+        for rule in value:
+            kind, sep, target = rule.partition(":")
+            if not sep and rule.strip().isdigit():
+                continue
+            if not sep or kind.strip().lower() not in kinds or not target.strip():
+                raise ValueError(
+                    f"{rule!r} is not a protection rule: use a vmid ('100') or KIND:VALUE"
+                    f" with KIND one of {', '.join(kinds)}"
+                )
+        return value
+
+
+class TuiSettings(BaseModel):
+    """The dashboard's look and keys (one table for every profile: they belong to the person)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    theme: str | None = Field(
+        default=None,
+        description="Textual theme at start, e.g. 'nord' or 'gruvbox' (ctrl+p, 'Theme' lists"
+        " them). A theme picked in the palette is kept until this setting changes.",
+    )
+    keymap: dict[str, str] = Field(
+        default_factory=dict,
+        description='Keys by binding id, e.g. { "guest.stop" = "ctrl+k" }; the help screen'
+        " (F1) shows the keys in use. Unknown ids are reported at start.",
+    )
+    refresh_interval: float = Field(
+        default=5.0, ge=1.0, le=3600.0, description="Seconds between two cluster refreshes."
+    )
+
+    @field_validator("keymap")
+    @classmethod
+    def _check_keymap(cls, value: dict[str, str]) -> dict[str, str]:
+        for binding_id, keys in value.items():
+            if not [k for k in keys.split(",") if k.strip()]:
+                raise ValueError(f"{binding_id!r}: give one key or several, e.g. 'ctrl+k,f9'")
+        return value
 
 
 class ProfileSettings(BaseModel):
@@ -249,6 +410,7 @@ class Settings(BaseSettings):
     pve: PveSettings = Field(default_factory=PveSettings)
     truenas: TrueNasSettings = Field(default_factory=TrueNasSettings)
     policy: PolicySettings = Field(default_factory=PolicySettings)
+    tui: TuiSettings = Field(default_factory=TuiSettings)
     profiles: dict[str, ProfileSettings] = Field(default_factory=dict)
     profile: str | None = Field(default=None, description="Profile used when none is given.")
     audit_log: Path | None = Field(default=None, description="Audit log path (JSON lines).")

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from labdeck import __version__
 
 if TYPE_CHECKING:
-    from core.config import Profile
+    from core.config import Profile, Settings, TuiSettings
     from core.errors import LabdeckError
     from core.service import Labdeck
 
@@ -78,6 +78,34 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     mcp.add_argument("--allow-writes", action="store_true", help="allow tools that change state")
 
+    serve = sub.add_parser(
+        "serve",
+        help="the dashboard in a web browser (textual-serve); NO login: keep it on loopback",
+        description="Serve the dashboard over HTTP: each browser tab runs its own dashboard. "
+        "textual-serve has no authentication: anyone who reaches the port controls the "
+        "dashboard with its token's rights. Keep the default loopback address and use an SSH "
+        "tunnel (ssh -L 8080:127.0.0.1:8080 host) or an authenticating proxy.",
+    )
+    serve.add_argument(
+        "--demo",
+        action="store_true",
+        help="serve the embedded simulator (one, shared by every tab)",
+    )
+    serve.add_argument(
+        "--profile", metavar="NAME", default=argparse.SUPPRESS, help="profile to use"
+    )
+    serve.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="bind address (default loopback; others print a warning: no auth)",
+    )
+    serve.add_argument("--port", type=int, default=8080, help="HTTP port (0: any free port)")
+    serve.add_argument(
+        "--public-url",
+        metavar="URL",
+        help="the address browsers use, behind a proxy (default http://HOST:PORT)",
+    )
+
     call = sub.add_parser("call", help="run one catalogue operation: labdeck call OP key=value ...")
     call.add_argument("op", metavar="OP", help="operation name (see `labdeck ops`)")
     call.add_argument("args", nargs="*", metavar="key=value", help="parameters")
@@ -118,7 +146,13 @@ def _build_parser() -> argparse.ArgumentParser:
     config_sub.add_parser("show", help="the resolved profile, secrets hidden")
     config_sub.add_parser("reference", help="print the settings reference (docs/configuration.md)")
 
-    sim = sub.add_parser("sim", help="run the Proxmox VE simulator alone and print how to reach it")
+    sim = sub.add_parser(
+        "sim",
+        help="run the Proxmox VE simulator alone and print how to reach it",
+        add_help=False,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sim.add_argument("-h", "--help", action=_SimHelp, nargs=0, help="show this help and exit")
     sim.add_argument("--host", default="127.0.0.1")
     sim.add_argument("--port", type=int, default=8006)
     sim.add_argument("--nodes", type=int, default=3)
@@ -129,7 +163,24 @@ def _build_parser() -> argparse.ArgumentParser:
         "--truenas-version", choices=["25.04", "25.10", "26"], default="25.10",
         help="TrueNAS release whose API the simulator serves beside PVE",
     )  # fmt: skip
+    sim.add_argument(
+        "--faults", metavar="SPEC", default="",
+        help="inject faults, e.g. 'GET /cluster/resources=503x2,POST */status/start=reset' "
+        "(grammar below)",
+    )  # fmt: skip
     return parser
+
+
+class _SimHelp(argparse.Action):
+    """``labdeck sim --help`` with the fault grammar, imported only when asked for."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: object, option_string: str | None = None) -> None:  # fmt: skip
+        from simulator.faults import spec_help
+
+        parser.epilog = spec_help()
+        parser.print_help()
+        parser.exit()
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -158,13 +209,39 @@ def _exit_code(error: LabdeckError) -> int:
     return EXIT_USAGE if error.kind in ("invalid_input", "config") else EXIT_FAILED
 
 
-def _load_profile(args: argparse.Namespace) -> Profile:
+def _load_settings(args: argparse.Namespace) -> Settings:
     from pathlib import Path
 
     from core.config import load_settings
 
-    settings = load_settings(Path(args.config).expanduser() if args.config else None)
-    return settings.resolve(args.profile)
+    return load_settings(Path(args.config).expanduser() if args.config else None)
+
+
+def _load_profile(args: argparse.Namespace) -> Profile:
+    return _load_settings(args).resolve(args.profile)
+
+
+def _demo_tui_settings(args: argparse.Namespace) -> TuiSettings:
+    """The person's [tui] table for the demo too; a broken config must not stop the demo."""
+    from core.config import TuiSettings
+    from core.errors import ConfigError
+
+    try:
+        return _load_settings(args).tui
+    except ConfigError as error:
+        print(f"labdeck: warning: [tui] settings not used: {error.message}", file=sys.stderr)
+        return TuiSettings()
+
+
+def _dashboard_options(tui: TuiSettings) -> dict[str, Any]:
+    """LabdeckApp's keyword arguments from [tui]: refresh, keymap, the kept theme."""
+    from tui.prefs import ThemeStore, default_state_path
+
+    return {
+        "refresh_interval": tui.refresh_interval,
+        "keymap": tui.keymap,
+        "themes": ThemeStore(default_state_path(), config_theme=tui.theme),
+    }
 
 
 def _audit_log() -> Any:
@@ -184,22 +261,56 @@ def _cmd_dashboard(args: argparse.Namespace, *, demo: bool) -> int:
     if demo:
         from labdeck.demo import demo_profile, start_demo
 
+        tui = _demo_tui_settings(args)
         handle = start_demo()
         profile = demo_profile(handle, allow_writes=True)
+        profiles = [profile]
     else:
-        profile = _load_profile(args)
-        if not profile.pve.configured:
-            from core.config import default_config_path
-
-            print(_NO_CONFIG.format(path=args.config or default_config_path()), file=sys.stderr)
-            return EXIT_USAGE
+        settings = _load_settings(args)
+        profile, tui = settings.resolve(args.profile), settings.tui
+        profiles = _configured_profiles(settings, profile)
+        if not (profile.pve.configured or profile.truenas.configured):
+            return _no_config(args)
     try:
         from tui.app import run_dashboard
 
-        run_dashboard(Labdeck(profile, face="tui", audit=_audit_log()))
+        audit = _audit_log()
+
+        def make_service(chosen: Profile) -> Labdeck:
+            return Labdeck(chosen, face="tui", audit=audit)
+
+        run_dashboard(
+            make_service(profile),
+            profiles=profiles,
+            make_service=make_service,
+            **_dashboard_options(tui),
+        )
     finally:
         if handle is not None:
             handle.stop()
+    return EXIT_OK
+
+
+def _no_config(args: argparse.Namespace) -> int:
+    from core.config import default_config_path
+
+    print(_NO_CONFIG.format(path=args.config or default_config_path()), file=sys.stderr)
+    return EXIT_USAGE
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from labdeck import serve
+
+    url = args.public_url.rstrip("/") if args.public_url else None
+    if args.demo:
+        tui = _demo_tui_settings(args)
+        serve.serve_demo(host=args.host, port=args.port, tui=tui, url=url)
+        return EXIT_OK
+    profile = _load_profile(args)
+    if not (profile.pve.configured or profile.truenas.configured):  # here, not per browser tab
+        return _no_config(args)
+    command = serve.dashboard_command(config=args.config, profile=args.profile)
+    serve.serve(host=args.host, port=args.port, command=command, url=url)
     return EXIT_OK
 
 
@@ -262,7 +373,11 @@ def _mcp_profiles(args: argparse.Namespace) -> list[Profile]:
     from core.config import load_settings
 
     settings = load_settings(Path(args.config).expanduser() if args.config else None)
-    chosen = settings.resolve(args.profile)
+    return _configured_profiles(settings, settings.resolve(args.profile))
+
+
+def _configured_profiles(settings: Settings, chosen: Profile) -> list[Profile]:
+    """``chosen`` first, then every other profile with PVE or TrueNAS configured."""
     others = [
         profile
         for profile in (settings.resolve(name) for name in settings.profile_names())
@@ -302,9 +417,14 @@ def parse_assignments(op_params: Any, pairs: Sequence[str]) -> dict[str, Any]:
 
 def _render_human(result: Any) -> str:
     from core.models import Table
+    from core.textsafe import printable
 
     if isinstance(result, Table):
-        cells = [[("" if v is None else str(v)) for v in row] for row in result.rows]
+        # printable: text from guests and the NAS never drives the terminal
+        cells = [
+            [("" if v is None else printable(str(v), multiline=False)) for v in row]
+            for row in result.rows
+        ]
         widths = [len(c) for c in result.columns]
         for row in cells:
             widths = [max(w, len(v)) for w, v in zip(widths, row, strict=True)]
@@ -319,7 +439,7 @@ def _render_human(result: Any) -> str:
     for key, value in data.items():
         if isinstance(value, (list, dict)):
             value = json.dumps(value)
-        lines.append(f"{key}: {value}")
+        lines.append(f"{key}: {printable(str(value))}")
     return "\n".join(lines)
 
 
@@ -389,7 +509,15 @@ _LEGACY_ENV = {
 
 def configuration_markdown() -> str:
     """The settings reference, generated from the settings models (docs/configuration.md)."""
-    from core.config import PolicySettings, PveSettings, TrueNasSettings
+    from pydantic import BaseModel
+
+    from core.config import (
+        PolicySettings,
+        PveSettings,
+        PveSshSettings,
+        TrueNasSettings,
+        TuiSettings,
+    )
 
     lines = [
         "# Configuration reference",
@@ -401,16 +529,21 @@ def configuration_markdown() -> str:
         "defaults. Secrets come from the keyring, a mode-0600 file, or the environment.",
         "",
     ]
-    for section, model in (("pve", PveSettings), ("truenas", TrueNasSettings),
-                           ("policy", PolicySettings)):  # fmt: skip
+    for section, model in (("pve", PveSettings), ("pve.ssh", PveSshSettings),
+                           ("truenas", TrueNasSettings), ("policy", PolicySettings),
+                           ("tui", TuiSettings)):  # fmt: skip
         properties = model.model_json_schema().get("properties", {})
         lines += [f"## `[{section}]`", "", "| key | type | default | env | meaning |",
                   "|---|---|---|---|---|"]  # fmt: skip
         for name, field in model.model_fields.items():
+            value = field.get_default(call_default_factory=True, validated_data={})
+            if isinstance(value, BaseModel):
+                continue  # a sub-table: its own section
             env = f"`LABDECK_{section.upper()}_{name.upper()}`"
+            if "." in section:  # env vars split once: a sub-table is one JSON variable
+                env = f"in `LABDECK_{section.upper().replace('.', '_')}` (JSON)"
             if (section, name) in _LEGACY_ENV:
                 env += f", `{_LEGACY_ENV[(section, name)]}`"
-            value = field.get_default(call_default_factory=True, validated_data={})
             default = "—" if value is None else f"`{value!r}`"
             meaning = (field.description or "").replace("|", "/")
             kind = _schema_type(properties.get(name, {}))
@@ -432,6 +565,8 @@ def _schema_type(prop: dict[str, Any]) -> str:
     kind = prop.get("type")
     if kind == "array":
         return f"list of {_schema_type(prop.get('items', {}))}"
+    if kind == "object" and isinstance(prop.get("additionalProperties"), dict):
+        return f"table of {_schema_type(prop['additionalProperties'])}"
     return names.get(str(kind), str(kind) if kind else "any")
 
 
@@ -511,7 +646,14 @@ def _cmd_ops(args: argparse.Namespace) -> int:
 def _cmd_sim(args: argparse.Namespace) -> int:
     from simulator import SimulatorConfig
     from simulator.cli import run_forever
+    from simulator.faults import parse_spec
 
+    try:
+        parse_spec(args.faults)  # refuse a wrong spec before anything listens
+    except ValueError as exc:
+        print(f"labdeck: error: --faults: {exc}", file=sys.stderr)
+        print("  See `labdeck sim --help` for the grammar.", file=sys.stderr)
+        return EXIT_USAGE
     config = SimulatorConfig(
         host=args.host,
         port=args.port,
@@ -520,6 +662,7 @@ def _cmd_sim(args: argparse.Namespace) -> int:
         seed=args.seed,
         speed=args.speed,
         truenas_version=args.truenas_version,
+        faults=args.faults,
     )
     run_forever(config, print_fn=lambda line: print(line, flush=True))
     return EXIT_OK
@@ -534,10 +677,13 @@ def format_audit_entry(entry: dict[str, Any]) -> str:
         outcome = f"{outcome}: {entry.get('message') or entry.get('error', '')}"
     elif entry.get("upid"):
         outcome = f"ok ({entry['upid']})"
-    return (
+    from core.textsafe import printable
+
+    line = (
         f"{when}  {entry.get('face', '?'):<3}  {entry.get('access', 'write'):<5}  "
         f"{entry.get('operation', '?'):<22} {target:<18} {outcome}"
     ).rstrip()
+    return printable(line, multiline=False)  # messages quote what servers and guests said
 
 
 def _cmd_audit(args: argparse.Namespace) -> int:
@@ -669,6 +815,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_dashboard(args, demo=True)
         if args.command == "mcp":
             return _cmd_mcp(args)
+        if args.command == "serve":
+            return _cmd_serve(args)
         if args.command == "call":
             return _cmd_call(args)
         if args.command == "ops":

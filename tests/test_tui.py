@@ -5,16 +5,14 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
-from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 
-from textual.pilot import Pilot
 from textual.widgets import DataTable, Static
 
 from core.audit import AuditLog
 from core.service import Labdeck
 from labdeck.demo import demo_profile
+from tests.support.tui import FROZEN, settle, until
 from tui.app import LabdeckApp
 from tui.formatting import guest_matches, short_bytes, uptime
 from tui.screens.confirm import ConfirmScreen
@@ -22,26 +20,16 @@ from tui.screens.help import HelpScreen
 from tui.widgets.guest_table import GuestTable
 
 ROOT = Path(__file__).resolve().parents[1]
-FROZEN = datetime(2025, 3, 14, 9, 26, 53, tzinfo=UTC)
-ALL_VMIDS = [str(vmid) for vmid in range(100, 124)]
+PVE_VMIDS = [str(vmid) for vmid in range(100, 124)]
+#: the demo profile has the TrueNAS simulator too: its VMs and containers are listed after
+TRUENAS_IDS = ["tn:1", "tn:2", "tn:ct:dev01", "tn:ct:web01"]
+ALL_VMIDS = PVE_VMIDS + TRUENAS_IDS
 STOPPED = "116"  # windows-11 in the seed-7 cluster
 RUNNING = "107"  # home-assistant
 
 
 def make_app(service: Labdeck, refresh_interval: float = 3600.0) -> LabdeckApp:
     return LabdeckApp(service, refresh_interval=refresh_interval, clock=lambda: FROZEN)
-
-
-async def settle(pilot: Pilot[None]) -> None:
-    """Let every refresh/action worker finish and their results reach the screen."""
-    await pilot.app.workers.wait_for_complete()
-    await pilot.pause()
-
-
-async def until(pilot: Pilot[None], condition: Callable[[], bool], within_s: float = 10.0) -> None:
-    async with asyncio.timeout(within_s):
-        while not condition():
-            await pilot.pause(0.05)
 
 
 def table(app: LabdeckApp) -> GuestTable:

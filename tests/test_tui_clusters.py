@@ -3,7 +3,6 @@ and Enter switches the dashboard to one, under that profile's own credentials an
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from textual.widgets import DataTable
@@ -12,12 +11,11 @@ from core.audit import AuditLog
 from core.config import Profile
 from core.service import Labdeck
 from labdeck.demo import demo_profile
+from tests.support.tui import FROZEN, settle
 from tui.app import LabdeckApp
 from tui.screens.clusters import ClustersScreen
 from tui.screens.dashboard import DashboardScreen
 from tui.widgets.guest_table import GuestTable
-
-FROZEN = datetime(2025, 3, 14, 9, 26, 53, tzinfo=UTC)
 
 
 def _profile(handle: Any, name: str) -> Profile:
@@ -37,12 +35,6 @@ def _app(audit: AuditLog, *profiles: Profile) -> LabdeckApp:
     )
 
 
-async def _settle(pilot: Any) -> None:
-    for _ in range(3):
-        await pilot.app.workers.wait_for_complete()
-        await pilot.pause()
-
-
 def _cell_text(table: DataTable[Any], row: str, column: str) -> str:
     return str(table.get_cell(row, column))
 
@@ -54,9 +46,9 @@ async def test_clusters_list_reads_every_profile(make_sim, audit_log):
     down.pve.port = 1  # nothing listens there: its row says so, the others still load
     app = _app(audit_log, _profile(alpha, "alpha"), _profile(beta, "beta"), down)
     async with app.run_test(size=(120, 40)) as pilot:
-        await _settle(pilot)
+        await settle(pilot)
         await pilot.press("c")
-        await _settle(pilot)
+        await settle(pilot)
         assert isinstance(app.screen, ClustersScreen)
         table = app.screen.query_one(DataTable)
         assert [key.value for key in table.rows] == ["alpha", "beta", "down"]
@@ -74,13 +66,13 @@ async def test_enter_switches_the_dashboard_to_that_cluster(make_sim, audit_log)
     beta = make_sim(cluster_name="beta", seed=11, guests=9)
     app = _app(audit_log, _profile(alpha, "alpha"), _profile(beta, "beta"))
     async with app.run_test(size=(120, 40)) as pilot:
-        await _settle(pilot)
+        await settle(pilot)
         first = app.service
         assert len(app.screen.query_one(GuestTable).guests) == 6
         await pilot.press("c")
-        await _settle(pilot)
+        await settle(pilot)
         await pilot.press("down", "enter")
-        await _settle(pilot)
+        await settle(pilot)
         assert app.service.profile.name == "beta"
         assert app.service is not first
         dashboard = app.dashboard
@@ -93,7 +85,7 @@ async def test_enter_switches_the_dashboard_to_that_cluster(make_sim, audit_log)
 async def test_one_profile_offers_no_cluster_switch(sim, audit_log):
     app = _app(audit_log, _profile(sim, "solo"))
     async with app.run_test(size=(120, 40)) as pilot:
-        await _settle(pilot)
+        await settle(pilot)
         await pilot.press("c")
         await pilot.pause()
         assert not isinstance(app.screen, ClustersScreen)
@@ -104,9 +96,9 @@ async def test_every_guest_of_every_cluster_and_jumping_to_one(make_sim, audit_l
     beta = make_sim(cluster_name="beta", seed=11, guests=9)
     app = _app(audit_log, _profile(alpha, "alpha"), _profile(beta, "beta"))
     async with app.run_test(size=(120, 40)) as pilot:
-        await _settle(pilot)
+        await settle(pilot)
         await pilot.press("c")
-        await _settle(pilot)
+        await settle(pilot)
         guests = app.screen.query_one("#clusters-guests", DataTable)
         keys = [key.value for key in guests.rows]
         clusters = [str(key).rpartition("/")[0] for key in keys]
@@ -117,7 +109,7 @@ async def test_every_guest_of_every_cluster_and_jumping_to_one(make_sim, audit_l
         guests.focus()
         guests.move_cursor(row=6 + 4)
         await pilot.press("enter")
-        await _settle(pilot)
+        await settle(pilot)
         assert app.service.profile.name == "beta"
         table = app.screen.query_one(GuestTable)
         assert table.selected is not None and table.selected.vmid == target

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Callable
-from datetime import UTC, datetime
 
 import pytest
 from rich.color import Color
@@ -18,6 +17,7 @@ from textual.pilot import Pilot
 from textual.widgets import Input
 
 from core.service import Labdeck
+from tests.support.tui import FROZEN, settle, until
 from tui.app import LabdeckApp
 from tui.command_line import CommandLineError, parse_command_line
 from tui.commands import exec_guest_commands
@@ -25,7 +25,6 @@ from tui.screens.dashboard import DashboardScreen
 from tui.widgets.command_pane import CommandPane
 from tui.widgets.guest_table import GuestTable
 
-FROZEN = datetime(2025, 3, 14, 9, 26, 53, tzinfo=UTC)
 SIZE = (120, 36)
 AGENT_VM = 107  # home-assistant: running, agent on, Debian 12
 OTHER_VM = 104  # k3s-master: running, agent on
@@ -36,17 +35,6 @@ CONTAINER = 100  # pihole (LXC)
 
 def make_app(service: Labdeck) -> LabdeckApp:
     return LabdeckApp(service, refresh_interval=3600.0, clock=lambda: FROZEN)
-
-
-async def settle(pilot: Pilot[None]) -> None:
-    await pilot.app.workers.wait_for_complete()
-    await pilot.pause()
-
-
-async def until(pilot: Pilot[None], condition: Callable[[], bool], within_s: float = 10.0) -> None:
-    async with asyncio.timeout(within_s):
-        while not condition():
-            await pilot.pause(0.02)
 
 
 def dashboard(app: LabdeckApp) -> DashboardScreen:
@@ -72,7 +60,8 @@ async def open_pane(pilot: Pilot[None], vmid: int) -> CommandPane:
     assert pane is not None
     probes = [w for w in app.workers if w.node is pane and w.group == "agent"]
     await app.workers.wait_for_complete(probes)  # only these: other panes may be running
-    await pilot.pause()
+    # x ends with the pane's input (or, when it cannot run commands, its log) focused
+    await until(pilot, lambda: pane.input.has_focus or pane.log_view.has_focus)
     return pane
 
 
@@ -242,6 +231,7 @@ async def test_two_panes_run_commands_at_the_same_time(fresh_sim, make_service) 
         await until(pilot, lambda: second.running is None)
         assert first.running is not None  # still going: each pane has its own worker
         assert "✔ exit 0" in log_text(second) and "✔ exit" not in log_text(first)
+
         # the elapsed seconds come from the core's progress callback
         def elapsed_shown() -> int:
             found = re.search(r"sleep 400 \(argv\) · (\d+) s", str(first.status.content))

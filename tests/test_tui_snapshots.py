@@ -8,30 +8,10 @@ the service opens its connections lazily in that loop and the app closes them on
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from tests.support.tui import dashboard, loaded
 
-from textual.pilot import Pilot
-
-from tui.app import LabdeckApp
-
-FROZEN = datetime(2025, 3, 14, 9, 26, 53, tzinfo=UTC)
 WIDE = (120, 40)
 NARROW = (80, 24)
-
-
-def dashboard(make_service, sim, *, allow_writes: bool = False) -> LabdeckApp:
-    service = make_service(sim, allow_writes=allow_writes, face="tui")
-    return LabdeckApp(service, refresh_interval=3600.0, clock=lambda: FROZEN)
-
-
-async def loaded(pilot: Pilot[None]) -> None:
-    # Under load the table's columns are sized a few message cycles after its rows arrive:
-    # let workers, queued messages and animations all settle, twice over, before the shot.
-    for _ in range(3):
-        await pilot.app.workers.wait_for_complete()
-        await pilot.pause()
-        await pilot.wait_for_scheduled_animations()
-    await pilot.pause(0.1)
 
 
 def test_guests_view(snap_compare, sim, make_service) -> None:

@@ -7,7 +7,8 @@ notification), never as a traceback.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import asyncio
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -15,22 +16,37 @@ from textual import work
 from textual.app import App
 from textual.binding import Binding, Keymap
 from textual.screen import Screen
+from textual.theme import Theme
 from textual.timer import Timer
+from textual.widgets.tree import TreeNode
 from textual.worker import Worker, WorkerState
 
 from core.config import Profile
 from core.errors import LabdeckError, PolicyDenied
 from core.models import Guest, PowerResult
 from core.ops import catalogue
+from core.pve_results import PoolResult
 from core.service import Labdeck
+from core.tls import transport_warnings
+from core.truenas_results import TrueNasChange
 from tui.commands import LabdeckCommands, exec_guest_commands, guest_commands
-from tui.data import POWER_ACTIONS, ClusterSnapshot, PowerAction, fetch_snapshot
+from tui.data import POWER_ACTIONS, ClusterSnapshot, WriteRequest, fetch_snapshot
 from tui.formatting import guest_label
+from tui.prefs import ThemeStore, known_binding_ids
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.dashboard import DashboardScreen
+from tui.screens.forms import ActionForm
+from tui.screens.guest_screen import GuestScreen
 from tui.screens.help import HelpScreen
+from tui.screens.node_screen import NodeScreen
 from tui.widgets.command_pane import CommandPane, HistoryInput
 from tui.widgets.commands_view import CommandsView
+from tui.widgets.node_table import NodeTable
+from tui.widgets.pool_tree import PoolTree
+from tui.widgets.storage_view import StorageView
+from tui.widgets.tasks_view import TaskLogScreen, TasksView
+from tui.widgets.truenas_detail import AppTable
+from tui.widgets.truenas_storage import DatasetTree
 
 Clock = Callable[[], datetime]
 
@@ -40,11 +56,13 @@ def _local_now() -> datetime:
 
 
 class LabdeckApp(App[None]):
-    """``LabdeckApp(service, refresh_interval=5.0, clock=None)``.
+    """``LabdeckApp(service, refresh_interval=5.0, clock=None, keymap=None, themes=None)``.
 
     ``clock`` stamps each refresh (tests inject a frozen one). The service's connections
     are opened in the app's event loop and closed when the app exits; the service itself
-    stays usable.
+    stays usable. ``keymap`` remaps keys by binding id (``[tui] keymap``); ``themes``
+    restores the theme picked last time and keeps the next pick (None: the default theme,
+    nothing written — tests and snapshots stay independent of the person's state).
     """
 
     CSS_PATH = "labdeck.tcss"
@@ -64,6 +82,15 @@ class LabdeckApp(App[None]):
                 tooltip="Show the pools view."),
         Binding("4", "show_view('commands')", "Commands", id="view.commands", show=False,
                 tooltip="Show the command panes (one per guest)."),
+        Binding("5", "show_view('storage')", "Storage", id="view.storage", show=False,
+                tooltip="Show the storages of every node, and what one holds (Enter)."),
+        Binding("6", "show_view('truenas')", "TrueNAS", id="view.truenas", show=False,
+                tooltip="Show the TrueNAS view: pools, datasets, snapshots, shares, apps, "
+                "alerts."),
+        Binding("7", "show_view('tasks')", "Tasks", id="view.tasks", show=False,
+                tooltip="Show the cluster's running and recent tasks, and their logs."),
+        Binding("8", "show_view('activity')", "Activity", id="view.activity", show=False,
+                tooltip="Show the activity log: every call of every face, agents' too, live."),
         Binding("c", "clusters", "Clusters", id="app.clusters",
                 tooltip="Every configured cluster at a glance; switch the dashboard to one."),
     ]  # fmt: skip
@@ -76,8 +103,12 @@ class LabdeckApp(App[None]):
         clock: Clock | None = None,
         profiles: Sequence[Profile] = (),
         make_service: Callable[[Profile], Labdeck] | None = None,
+        keymap: dict[str, str] | None = None,
+        themes: ThemeStore | None = None,
     ) -> None:
         super().__init__()
+        self.user_keymap = dict(keymap or {})
+        self.themes = themes
         self.service = service
         #: every configured cluster (profile), for ``c``; the shown one is ``service.profile``
         self.profiles = {p.name: p for p in profiles} or {service.profile.name: service.profile}
@@ -88,8 +119,11 @@ class LabdeckApp(App[None]):
         self.snapshot: ClusterSnapshot | None = None
         self.error: LabdeckError | None = None
         self._refresh_timer: Timer | None = None
-        self._activities: dict[tuple[str, int], str] = {}
+        self._activities: dict[tuple[str, int | str], str] = {}
+        #: UPIDs of the tasks this dashboard started (the Tasks view marks them "you")
+        self.own_tasks: set[str] = set()
         self.keymap_in_use: dict[str, str] = {}
+        self._saved_theme: str | None = None
 
     def set_keymap(self, keymap: Keymap) -> None:
         """Remap keys by binding id (posting's way); the help screen shows the result."""
@@ -105,8 +139,12 @@ class LabdeckApp(App[None]):
 
     @property
     def dashboard(self) -> DashboardScreen | None:
+        """The dashboard screen, or None once the app is closing (a refresh that ends
+        after the screens were torn down has nothing to show its result on)."""
+        if self._closing:
+            return None
         for screen in self.screen_stack:
-            if isinstance(screen, DashboardScreen):
+            if isinstance(screen, DashboardScreen) and screen.is_attached:
                 return screen
         return None
 
@@ -114,7 +152,51 @@ class LabdeckApp(App[None]):
         return [] if self.snapshot is None else list(self.snapshot.inventory.guests)
 
     def on_mount(self) -> None:
+        for warning in transport_warnings(self.service.profile):  # on every start, not once
+            self.notify(warning, title="Insecure connection", severity="warning", timeout=30)
+        self._apply_preferences()
         self._refresh_soon()
+
+    # ------------------------------------------------------------------ preferences
+
+    def _apply_preferences(self) -> None:
+        """The person's keymap and theme; what cannot apply is said, and the rest applies."""
+        if self.user_keymap:
+            known = known_binding_ids()
+            unknown = sorted(set(self.user_keymap) - set(known))
+            self.set_keymap({k: v for k, v in self.user_keymap.items() if k in known})
+            if unknown:
+                self.notify(
+                    f"Unknown binding ids in [tui] keymap: {', '.join(unknown)}.\n"
+                    f"Known ids: {', '.join(known)}.",
+                    title="Keymap",
+                    severity="warning",
+                    timeout=20,
+                )
+        if self.themes is None:
+            return
+        wanted = self.themes.initial_theme()
+        if wanted and wanted in self.available_themes:
+            self.theme = wanted
+        elif wanted:
+            self.notify(
+                f"No theme named {wanted!r}; using {self.theme!r}. "
+                "ctrl+p, 'Theme' lists the themes.",
+                title="Theme",
+                severity="warning",
+                timeout=10,
+            )
+        self._saved_theme = self.theme
+        self.theme_changed_signal.subscribe(self, self._theme_changed)
+
+    def _theme_changed(self, theme: Theme) -> None:
+        if self.themes is not None and theme.name != self._saved_theme:
+            try:
+                self.themes.save(theme.name)
+            except OSError as exc:
+                self.notify(f"Cannot keep the theme: {exc}", severity="warning", timeout=6)
+            else:
+                self._saved_theme = theme.name
 
     async def on_unmount(self) -> None:
         # The HTTP connections belong to this app's event loop.
@@ -138,7 +220,7 @@ class LabdeckApp(App[None]):
     @work(exclusive=True, group="refresh", exit_on_error=False)
     async def _refresh(self) -> None:
         try:
-            snapshot = await fetch_snapshot(self.service)
+            snapshot = await fetch_snapshot(self.service, self.snapshot)
         except LabdeckError as exc:
             self._show_error(exc.kind, str(exc))
             self.error = exc
@@ -157,13 +239,29 @@ class LabdeckApp(App[None]):
         if dashboard is None:
             return
         overview = snapshot.overview
-        dashboard.header.show_connected(
-            self.clock(), overview.cluster_name if overview else None, snapshot.summary
-        )
+        name = overview.cluster_name if overview else None
+        if not snapshot.pve and snapshot.truenas is not None:
+            name = snapshot.truenas.host  # TrueNAS only: the system is what the header names
+        dashboard.header.show_connected(self.clock(), name, snapshot.summary)
         dashboard.show_snapshot(snapshot)
+        self._say_truenas_error(snapshot)
         if self._select_after_refresh is not None:  # a guest picked in the clusters list
             vmid, self._select_after_refresh = self._select_after_refresh, None
             dashboard.select_guest(vmid)
+
+    _truenas_said: str | None = None
+
+    def _say_truenas_error(self, snapshot: ClusterSnapshot) -> None:
+        """TrueNAS failing beside a cluster: said once (not each refresh), and when it is back."""
+        error = snapshot.truenas_error
+        text = None if error is None else str(error)
+        if text == self._truenas_said:
+            return
+        if text is not None:
+            self.notify(text, title="TrueNAS: guests not shown", severity="warning", timeout=10)
+        else:
+            self.notify("TrueNAS answers again.", title="TrueNAS", timeout=4)
+        self._truenas_said = text
 
     def _show_error(self, kind: str, message: str) -> None:
         if self.dashboard is not None:
@@ -185,55 +283,76 @@ class LabdeckApp(App[None]):
     # ------------------------------------------------------------------ guest actions
 
     def request_power(self, name: str, guest: Guest) -> None:
-        """Run a power action on ``guest``; disruptive ones ask a person first.
+        """Run a power action on ``guest``; disruptive ones ask a person first."""
+        action = POWER_ACTIONS[name]
+        where = "VM" if guest.kind == "qemu" else "container"
+        self.request_write(
+            WriteRequest(
+                operation=action.operation,
+                params={"vmid": guest.vmid},
+                verb=action.verb,
+                doing=action.doing,
+                label=guest_label(guest),
+                question=f"{action.verb} {guest.name}?",
+                detail=f"{where} {guest.vmid} on {guest.node}, now {guest.status}.",
+                key=(action.name, guest.vmid),
+            )
+        )
+
+    def request_write(self, write: WriteRequest) -> None:
+        """Run ``write``; operations that need a confirmation ask a person first.
 
         In read-only mode the core refuses at once; that refusal is the message shown.
         """
-        action = POWER_ACTIONS[name]
-        operation = catalogue()[action.operation]
+        operation = catalogue()[write.operation]
         if not (operation.confirm and self.service.policy.allow_writes):
-            self._power(action, guest, confirmed=not operation.confirm)
+            self._write(write, confirmed=not operation.confirm)
             return
 
         def answered(yes: bool | None) -> None:
             if yes:
-                self._power(action, guest, confirmed=True)
+                self._write(write, confirmed=True)
             else:
-                self.notify(f"{action.verb} {guest_label(guest)}: cancelled.", timeout=3)
+                self.notify(f"{write.verb} {write.label}: cancelled.", timeout=3)
 
-        question = f"{action.verb} {guest.name}?"
-        where = "VM" if guest.kind == "qemu" else "container"
-        detail = f"{where} {guest.vmid} on {guest.node}, now {guest.status}.\n{operation.summary}"
-        self.push_screen(ConfirmScreen(question, detail, action.verb), callback=answered)
+        detail = f"{write.detail}\n{operation.summary}"
+        self.push_screen(ConfirmScreen(write.question, detail, write.verb), callback=answered)
 
     @work(group="power", exit_on_error=False)
-    async def _power(self, action: PowerAction, guest: Guest, *, confirmed: bool) -> None:
-        label = guest_label(guest)
-        key = (action.name, guest.vmid)
-        activity = f"{action.doing} {label}…"
-        self._set_activity(key, activity)
+    async def _write(self, write: WriteRequest, *, confirmed: bool) -> None:
+        activity = f"{write.doing} {write.label}…"
+        self._set_activity(write.key, activity)
 
         def progress(elapsed_s: float, message: str) -> None:
-            self._set_activity(key, f"{activity} {elapsed_s:.0f}s")
+            self._set_activity(write.key, f"{activity} {elapsed_s:.0f}s")
 
-        title = f"{action.verb} {label}"
+        title = f"{write.verb} {write.label}"
         try:
             result = await self.service.call(
-                action.operation, {"vmid": guest.vmid}, confirmed=confirmed, progress=progress
+                write.operation, write.params, confirmed=confirmed, progress=progress
             )
         except PolicyDenied as exc:
             self.notify(str(exc), title=f"{title}: refused", severity="warning", timeout=8)
         except LabdeckError as exc:
             self.notify(str(exc), title=f"{title}: failed", severity="error", timeout=10)
         else:
-            message = result.message if isinstance(result, PowerResult) else "done."
+            message = "done."
+            if isinstance(result, PowerResult | TrueNasChange | PoolResult):
+                message = result.message
             self.notify(message, title=title, timeout=6)
+            if isinstance(upid := getattr(result, "upid", None), str):
+                self.own_tasks.add(upid)
         finally:
-            self._set_activity(key, None)
+            self._set_activity(write.key, None)
         self._refresh_soon()  # the write cleared the read cache already
 
-    def _set_activity(self, key: tuple[str, int], text: str | None) -> None:
-        """What runs right now, by (action, vmid); the header shows the latest."""
+    @property
+    def activities(self) -> dict[tuple[str, int | str], str]:
+        """What this dashboard runs right now, by (action, target) (the Tasks view shows it)."""
+        return dict(self._activities)
+
+    def _set_activity(self, key: tuple[str, int | str], text: str | None) -> None:
+        """What runs right now, by (action, target); the header shows the latest."""
         if text is None:
             self._activities.pop(key, None)
         else:
@@ -305,6 +424,45 @@ class LabdeckApp(App[None]):
         if self.dashboard is not None:
             self.dashboard.select_guest(vmid)
 
+    def select_node(self, node: str) -> None:
+        """The nodes view with the cursor on ``node`` (the palette's "Go to node")."""
+        if self.dashboard is None:
+            return
+        self.dashboard.show_view("nodes")
+        table = self.dashboard.query_one(NodeTable)
+        if node in table.rows:
+            table.move_cursor(row=table.get_row_index(node))
+
+    @work(group="jump", exclusive=True, exit_on_error=False)
+    async def select_dataset(self, dataset: str) -> None:
+        """The TrueNAS view with the cursor on ``dataset`` (the palette's "Go to dataset").
+
+        The view loads when its tab is shown, so the dataset may appear a moment later.
+        """
+        if self.dashboard is None:
+            return
+        self.dashboard.show_view("truenas")
+        tree = self.dashboard.query_one(DatasetTree)
+        for _ in range(200):  # up to ~10 s for the view's first load
+            node = next((n for n in tree_nodes(tree.root) if n.data == dataset), None)
+            if node is not None:
+                tree.move_cursor(node)
+                tree.scroll_to_node(node, animate=False)
+                return
+            await asyncio.sleep(0.05)
+        self.notify(f"No dataset {dataset} on TrueNAS right now.", severity="warning", timeout=5)
+
+    def select_pool(self, poolid: str) -> None:
+        """The pools view with the cursor on ``poolid``'s branch (the palette's "Go to pool")."""
+        if self.dashboard is None:
+            return
+        self.dashboard.show_view("pools")
+        tree = self.dashboard.query_one(PoolTree)
+        branch = next((b for b in tree.root.children if b.data == poolid), None)
+        if branch is not None:
+            tree.move_cursor(branch)
+            tree.scroll_to_node(branch, animate=False)
+
     def pick_guest(self, action: str | None) -> None:
         """A second palette listing the guests ``action`` applies to (None: any, to jump)."""
         commands = guest_commands(self, action)
@@ -339,6 +497,13 @@ class LabdeckApp(App[None]):
                 [*self._keys(CommandPane), *self._keys(HistoryInput), *self._keys(CommandsView)],
             ),
             ("Confirmation", self._keys(ConfirmScreen)),
+            ("Pools view", self._keys(PoolTree)),
+            ("Storage view", self._keys(StorageView)),
+            ("TrueNAS view, Apps tab", self._keys(AppTable)),
+            ("Tasks view", [*self._keys(TasksView), *self._keys(TaskLogScreen)]),
+            ("Guest detail (Enter on a guest)", self._keys(GuestScreen)),
+            ("Action forms", self._keys(ActionForm)),
+            ("Node graphs (Enter on a node)", self._keys(NodeScreen)),
         ]
         self.push_screen(HelpScreen(sections))
 
@@ -356,6 +521,13 @@ class LabdeckApp(App[None]):
             quit_binding = Binding("ctrl+q", "", tooltip="Quit labdeck.")
             rows.append((self.get_key_display(quit_binding), quit_binding))
         return rows
+
+
+def tree_nodes(node: TreeNode[Any]) -> Iterator[TreeNode[Any]]:
+    """Every node below ``node``, depth first."""
+    for child in node.children:
+        yield child
+        yield from tree_nodes(child)
 
 
 def run_dashboard(service: Labdeck, **kwargs: Any) -> None:

@@ -4,25 +4,40 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from pydantic import BaseModel
 
 from core.errors import LabdeckError
 from core.models import ClusterOverview, Inventory, PoolInfo, PoolList
 from core.service import Labdeck
+from tui.widgets.truenas_guests import TrueNasGuests, fetch_truenas_guests
+
+#: what a refresh shows for the cluster when the profile has no Proxmox VE cluster
+NO_CLUSTER = Inventory(nodes=[], guests=[], storages=[], pools=[])
 
 
 @dataclass(frozen=True, slots=True)
 class ClusterSnapshot:
-    """One refresh: the inventory (required), pools and overview (best effort)."""
+    """One refresh: the inventory (required), pools and overview (best effort).
+
+    With a TrueNAS system configured, its guests too (best effort beside a cluster:
+    ``truenas_error`` says why they are missing). ``pve`` is False for a profile with
+    TrueNAS only; the inventory is then empty and TrueNAS's failure is the refresh's.
+    """
 
     inventory: Inventory
     pools: list[PoolInfo] | None
     overview: ClusterOverview | None
+    truenas: TrueNasGuests | None = None
+    truenas_error: LabdeckError | None = field(default=None, compare=False)
+    pve: bool = True
 
     @property
     def summary(self) -> str:
+        if not self.pve:
+            return self.truenas.summary if self.truenas is not None else ""
         nodes = self.inventory.nodes
         guests = self.inventory.guests
         online = sum(1 for n in nodes if n.status == "online")
@@ -38,7 +53,42 @@ async def _soft(call: Awaitable[BaseModel]) -> BaseModel | None:
         return None
 
 
-async def fetch_snapshot(service: Labdeck) -> ClusterSnapshot:
+async def fetch_snapshot(
+    service: Labdeck, previous: ClusterSnapshot | None = None
+) -> ClusterSnapshot:
+    """The cluster and, when configured, the TrueNAS guests, side by side.
+
+    ``previous`` (the last snapshot) saves asking TrueNAS its host name again.
+    """
+    known_host = previous.truenas.host if previous and previous.truenas else None
+    if not service.profile.truenas.configured:
+        return await fetch_cluster(service)
+    if not service.profile.pve.configured:
+        alone = await fetch_truenas_guests(service, known_host)
+        return ClusterSnapshot(NO_CLUSTER, None, None, truenas=alone, pve=False)
+    beside = asyncio.ensure_future(_truenas_beside(service, known_host))
+    try:
+        cluster = await fetch_cluster(service)
+    except BaseException:
+        beside.cancel()
+        raise
+    truenas, error = await beside
+    return ClusterSnapshot(
+        cluster.inventory, cluster.pools, cluster.overview, truenas=truenas, truenas_error=error
+    )
+
+
+async def _truenas_beside(
+    service: Labdeck, host: str | None
+) -> tuple[TrueNasGuests | None, LabdeckError | None]:
+    """TrueNAS beside a cluster: its failure must not blank the cluster's guests."""
+    try:
+        return await fetch_truenas_guests(service, host), None
+    except LabdeckError as exc:
+        return None, exc
+
+
+async def fetch_cluster(service: Labdeck) -> ClusterSnapshot:
     """The inventory first (its failure is the connection state), then pools and overview
     together; all three share the one cached ``/cluster/resources`` read."""
     inventory = await service.inventory()
@@ -51,6 +101,25 @@ async def fetch_snapshot(service: Labdeck) -> ClusterSnapshot:
         pools=pools.pools if isinstance(pools, PoolList) else None,
         overview=overview if isinstance(overview, ClusterOverview) else None,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class WriteRequest:
+    """A write a person asked for from the dashboard: what to call, and how to say it.
+
+    ``question`` and ``detail`` are the confirmation's (asked only for operations that need
+    one, with writes allowed); ``label`` names the target in notifications; ``key`` tells
+    concurrent actions apart in the header's activity line.
+    """
+
+    operation: str
+    params: dict[str, Any]
+    verb: str
+    doing: str
+    label: str
+    question: str
+    detail: str
+    key: tuple[str, int | str]
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich.progress_bar import ProgressBar
 from rich.text import Text
 
 from core.models import Guest
@@ -16,6 +17,25 @@ STATUS_STYLES = {
     "paused": "yellow",
     "suspended": "yellow",
     "unknown": "red",
+    # TrueNAS: pool health, app states, alert levels (upper case, as TrueNAS writes them)
+    "ONLINE": "bold green",
+    "DEGRADED": "bold yellow",
+    "FAULTED": "bold red",
+    "OFFLINE": "bold red",
+    "UNAVAIL": "bold red",
+    "REMOVED": "bold red",
+    "RUNNING": "bold green",
+    "STOPPED": "dim",
+    "DEPLOYING": "yellow",
+    "STOPPING": "yellow",
+    "CRASHED": "bold red",
+    "INFO": "",
+    "NOTICE": "cyan",
+    "WARNING": "yellow",
+    "ERROR": "red",
+    "CRITICAL": "bold red",
+    "ALERT": "bold red",
+    "EMERGENCY": "bold red",
 }
 
 
@@ -36,6 +56,19 @@ def used_of(used: int, total: int) -> str:
     if total <= 0:
         return "-"
     return f"{short_bytes(used)}/{short_bytes(total)}"
+
+
+def usage_style(fraction: float) -> str:
+    """Green, then yellow from 80 % full, red from 90 % (where ZFS slows down)."""
+    return "red" if fraction >= 0.9 else "yellow" if fraction >= 0.8 else "green"
+
+
+def usage_bar(used: int, total: int) -> ProgressBar:
+    """A bar as wide as its cell, coloured by how full it is."""
+    style = usage_style(used / total if total > 0 else 0.0)
+    return ProgressBar(
+        total=max(total, 1), completed=max(used, 0), complete_style=style, finished_style=style
+    )
 
 
 def percent(fraction: float) -> str:

@@ -10,10 +10,14 @@ from textual.binding import Binding
 from textual.containers import Vertical
 from textual.css.query import NoMatches
 from textual.screen import Screen
-from textual.widgets import Footer, Input, TabbedContent, TabPane
+from textual.widget import Widget
+from textual.widgets import DataTable, Footer, Input, TabbedContent, TabPane
 
 from core.models import Guest
 from tui.data import POWER_ACTIONS, ClusterSnapshot
+from tui.screens.guest_screen import GuestScreen
+from tui.screens.node_screen import NodeScreen
+from tui.widgets.activity_view import ActivityView
 from tui.widgets.cluster_header import ClusterHeader
 from tui.widgets.command_pane import CommandPane
 from tui.widgets.commands_view import CommandsView
@@ -22,6 +26,12 @@ from tui.widgets.guest_table import GuestTable
 from tui.widgets.lazy_view import LazyView
 from tui.widgets.node_table import NodeTable
 from tui.widgets.pool_tree import PoolTree
+from tui.widgets.storage_view import StorageView
+from tui.widgets.tasks_view import TasksView
+from tui.widgets.truenas_guests import truenas_vm_detail
+from tui.widgets.truenas_power import request_truenas_power, truenas_power_applies
+from tui.widgets.truenas_setup import NotConfigured, pve_missing_text, truenas_host
+from tui.widgets.truenas_view import TrueNasView
 
 if TYPE_CHECKING:
     from tui.app import LabdeckApp
@@ -58,6 +68,9 @@ class DashboardScreen(Screen[None]):
         Binding("x", "exec", "Exec", id="guest.exec",
                 tooltip="Open a command pane on the selected VM (its QEMU guest agent runs "
                 "what you type)."),
+        Binding("i", "details", "Details", id="guest.details", show=False,
+                tooltip="Open the selected guest's detail (config, snapshots, backups, "
+                "graphs, actions), or the selected node's graphs; Enter does too."),
     ]  # fmt: skip
 
     app: LabdeckApp
@@ -66,7 +79,7 @@ class DashboardScreen(Screen[None]):
         profile = self.app.service.profile
         yield ClusterHeader(
             profile=profile.name,
-            host=profile.pve.host or "no host",
+            host=profile.pve.host or truenas_host(profile) or "no host",
             writes=self.app.service.policy.allow_writes,
             id="header",
         )
@@ -78,12 +91,31 @@ class DashboardScreen(Screen[None]):
                     yield GuestTable(id="guest-table")
                     yield GuestDetail("Waiting for the cluster…", id="guest-detail")
             with TabPane("Nodes", id="nodes"):
-                yield NodeTable(id="node-table")
+                yield self._pve_only(NodeTable(id="node-table"))
             with TabPane("Pools", id="pools"):
-                yield PoolTree(id="pool-tree")
+                yield self._pve_only(PoolTree(id="pool-tree"))
             with TabPane("Commands", id="commands"):
                 yield CommandsView(self.app.service, clock=self.app.clock, id="commands-view")
+            with TabPane("Storage", id="storage"):
+                yield self._pve_only(StorageView(id="storage-view"))
+            with TabPane("TrueNAS", id="truenas"):
+                yield TrueNasView(id="truenas-view")
+            with TabPane("Tasks", id="tasks"):
+                yield self._pve_only(TasksView(id="tasks-view"))
+            with TabPane("Activity", id="activity"):
+                audit = self.app.service.audit
+                yield ActivityView(audit.path if audit else None, id="activity-view")
         yield Footer(compact=True)
+
+    def _pve_only(self, widget: Widget) -> Widget:
+        """``widget``; without a Proxmox VE cluster, what to configure instead, the widget
+        kept hidden and empty (code that queries it keeps working)."""
+        profile = self.app.service.profile
+        if profile.pve.configured:
+            return widget
+        widget.display = False
+        widget.can_focus = False
+        return Vertical(NotConfigured(pve_missing_text(profile)), widget, classes="pve-missing")
 
     def on_mount(self) -> None:
         self.query_one("#guest-filter", Input).display = False
@@ -101,22 +133,26 @@ class DashboardScreen(Screen[None]):
 
     def show_snapshot(self, snapshot: ClusterSnapshot) -> None:
         inventory = snapshot.inventory
-        self.guest_table.show(inventory.guests)
+        truenas_vms = snapshot.truenas.vms if snapshot.truenas is not None else ()
+        self.guest_table.show(inventory.guests, truenas_vms)
+        views = self.query_one(TabbedContent)
+        views.get_tab("guests").label = f"Guests ({len(inventory.guests) + len(truenas_vms)})"
         self.query_one(NodeTable).show(inventory.nodes, inventory.guests)
+        if snapshot.pve:
+            views.get_tab("nodes").label = f"Nodes ({len(inventory.nodes)})"
         if snapshot.pools is not None:
             self.query_one(PoolTree).show(snapshot.pools, inventory.guests)
-        views = self.query_one(TabbedContent)
-        views.get_tab("guests").label = f"Guests ({len(inventory.guests)})"
-        views.get_tab("nodes").label = f"Nodes ({len(inventory.nodes)})"
-        if snapshot.pools is not None:
             views.get_tab("pools").label = f"Pools ({len(snapshot.pools)})"
         self.reload_active_view()
 
     @on(GuestTable.Selected)
     def show_selected(self, event: GuestTable.Selected) -> None:
         table = self.guest_table
+        truenas_vm = table.selected_truenas
         if event.guest is not None:
             self.query_one(GuestDetail).show(event.guest)
+        elif truenas_vm is not None:
+            self.query_one(GuestDetail).update(truenas_vm_detail(truenas_vm))
         elif table.guests and table.filter_text:
             self.query_one(GuestDetail).show(None, f"No guest matches “{table.filter_text}”.")
         elif table.guests:
@@ -136,6 +172,9 @@ class DashboardScreen(Screen[None]):
     def focus_view(self, view: str) -> None:
         if view == "commands":
             self.commands_view.focus_active()
+            return
+        if view == "activity":
+            self.query_one(ActivityView).focus_target().focus()
             return
         fixed = {"guests": GuestTable, "nodes": NodeTable, "pools": PoolTree}
         if view in fixed:
@@ -171,11 +210,14 @@ class DashboardScreen(Screen[None]):
     # ------------------------------------------------------------------ guests
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "details":
+            return self.active_view in ("guests", "nodes")
         if action in ("filter", "sort", "clear_filter", "power", "exec"):
             if self.active_view != "guests":
                 return False
             if action in ("power", "exec") and self.guest_table.selected is None:
-                return None
+                truenas_vm = self.guest_table.selected_truenas
+                return True if truenas_power_applies(truenas_vm, parameters) else None
         return True
 
     def action_filter(self) -> None:
@@ -208,8 +250,28 @@ class DashboardScreen(Screen[None]):
 
     def action_power(self, name: str) -> None:
         guest = self.guest_table.selected
+        truenas_vm = self.guest_table.selected_truenas
         if guest is not None:
             self.app.request_power(name, guest)
+        elif truenas_vm is not None and truenas_power_applies(truenas_vm, (name,)):
+            request_truenas_power(self.app, name, truenas_vm)
+
+    def action_details(self) -> None:
+        """The detail screen of what is under the cursor: a guest, or a node's graphs."""
+        if self.active_view == "guests":
+            guest = self.guest_table.selected
+            if guest is not None:
+                self.app.push_screen(GuestScreen(guest))
+        elif self.active_view == "nodes" and self.app.snapshot is not None:
+            nodes = {n.node: n for n in self.app.snapshot.inventory.nodes}
+            key = self.query_one(NodeTable).current_key
+            if key in nodes:
+                self.app.push_screen(NodeScreen(nodes[key]))
+
+    @on(DataTable.RowSelected, "#guest-table, #node-table")
+    def _row_selected(self) -> None:
+        # Enter (or a click) on a row: the table consumes Enter before a screen binding
+        self.action_details()
 
     async def action_exec(self) -> None:
         guest = self.guest_table.selected

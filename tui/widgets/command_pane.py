@@ -24,6 +24,7 @@ from textual.widgets import Input, RichLog, Static
 from core.errors import LabdeckError, PolicyDenied, ServerError
 from core.models import AgentInfo, ExecResult, Guest
 from core.service import Labdeck
+from core.textsafe import printable
 from tui.command_line import CommandLine, CommandLineError, parse_command_line
 from tui.formatting import guest_label
 
@@ -140,8 +141,10 @@ class CommandPane(Vertical):
 
     @property
     def can_exec(self) -> bool:
-        """Containers and templates cannot run commands through the API at all."""
-        return self.guest.kind == "qemu" and not self.guest.template
+        """VMs through their agent; containers only with pct exec over SSH (opt-in)."""
+        if self.guest.template:
+            return False
+        return self.guest.kind == "qemu" or self.service.profile.pve.ssh.enabled
 
     def compose(self) -> ComposeResult:
         yield RichLog(wrap=True, markup=False, highlight=False, min_width=20, classes="exec-log")
@@ -173,22 +176,37 @@ class CommandPane(Vertical):
         title = Text(guest_label(guest), style="bold")
         title.append(f"  {kind} on {guest.node}, {state}", style="dim")
         self.log_view.write(title)
-        if guest.kind == "lxc":
+        if guest.kind == "lxc" and not self.service.profile.pve.ssh.enabled:
             self._note(
                 f"{guest_label(guest)} is an LXC container: the Proxmox API runs commands "
                 "only in QEMU VMs, through the guest agent.",
                 f"On node {guest.node}, use: pct exec {guest.vmid} -- <command>",
             )
+            self._note(
+                "Or let labdeck run pct exec over SSH: [pve.ssh] enabled = true"
+                " (README: Commands in containers)."
+            )
         elif guest.template:
             self._note(f"{guest_label(guest)} is a template: it never runs, so no commands.")
         else:
-            if guest.status != "running":
+            if guest.kind == "lxc":
+                self._note(
+                    f"{guest_label(guest)} is an LXC container: commands run with pct exec "
+                    f"over SSH on node {guest.node}, as root in the container."
+                )
+            if guest.status != "running" and guest.kind == "lxc":
+                self._note(
+                    f"{guest_label(guest)} is {guest.status}: pct exec runs commands only "
+                    "while it runs.",
+                    "Start it first (S in the guests view).",
+                )
+            elif guest.status != "running":
                 self._note(
                     f"{guest_label(guest)} is {guest.status}: its guest agent answers only "
                     "while it runs.",
                     "Start it first (S in the guests view).",
                 )
-            else:
+            elif guest.kind == "qemu":
                 self._probe_agent()
             if not self.service.policy.allow_writes:
                 self._note(
@@ -211,7 +229,7 @@ class CommandPane(Vertical):
 
     def _problem(self, text: str, hint: str | None, *, style: str = "bold red") -> None:
         line = Text("✖ ", style=style)
-        line.append(text, style=style)
+        line.append(printable(text), style=style)  # server messages quote guests
         self.log_view.write(line)
         if hint:
             self.log_view.write(Text(hint, style="dim"))
@@ -220,7 +238,7 @@ class CommandPane(Vertical):
     def _write_command(self, line: CommandLine, started: datetime) -> None:
         header = Text(f"{started:%H:%M:%S} ", style="dim")
         header.append("$ ", style="bold")
-        header.append(line.text, style="bold")
+        header.append(printable(line.text, multiline=False), style="bold")
         header.append(f"  ({line.mode})", style="dim")
         self.log_view.write(Text(" "))  # a blank line between commands
         self.log_view.write(header)
@@ -228,7 +246,8 @@ class CommandPane(Vertical):
     def _write_result(self, result: ExecResult, seconds: float) -> None:
         for stream, style in ((result.stdout, ""), (result.stderr, STDERR_STYLE)):
             if stream:
-                self.log_view.write(Text(stream.rstrip("\n"), style=style))
+                # printable: escape sequences a guest prints are shown, never obeyed
+                self.log_view.write(Text(printable(stream.rstrip("\n")), style=style))
         if result.out_truncated or result.err_truncated:
             cut = " and ".join(
                 name

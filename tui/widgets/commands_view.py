@@ -49,6 +49,10 @@ class CommandsView(Vertical):
         super().__init__(**kwargs)
         self.service = service
         self.clock = clock
+        #: the pane last asked for (by open() or a tab switch): a focus request that was
+        #: queued before it existed must not focus the previously active pane, since the
+        #: tabbed content then switches back to the pane holding the focus
+        self._wanted: str | None = None
 
     def compose(self) -> ComposeResult:
         # The tabs are mounted with the first pane: an empty TabbedContent at start-up
@@ -78,6 +82,7 @@ class CommandsView(Vertical):
 
     async def open(self, guest: Guest) -> CommandPane:
         """The pane for ``guest``, made active and focused (created on first use)."""
+        self._wanted = pane_id(guest.vmid)
         pane = self.pane_for(guest.vmid)
         if pane is None:
             if not self.query("#command-tabs"):
@@ -95,11 +100,19 @@ class CommandsView(Vertical):
             self.tabs.active = ids[(ids.index(self.tabs.active) + step) % len(ids)]
 
     def focus_active(self) -> None:
-        pane = self.active_pane
+        if self._wanted is not None:
+            pane = self.pane_for_id(self._wanted)
+            if pane is None or not pane.is_mounted:
+                return  # still being created: open() focuses it when it is there
+        else:
+            pane = self.active_pane
         if pane is not None:
             pane.focus_input()
         else:
             self.screen.set_focus(None)
+
+    def pane_for_id(self, tab_id: str) -> CommandPane | None:
+        return next((p for p in self.panes if pane_id(p.guest.vmid) == tab_id), None)
 
     def _show_empty(self) -> None:
         self.set_class(bool(self.panes), "-has-panes")  # the stylesheet shows one or the other
@@ -109,6 +122,7 @@ class CommandsView(Vertical):
     @on(TabbedContent.TabActivated, "#command-tabs")
     def _pane_activated(self, event: TabbedContent.TabActivated) -> None:
         event.stop()  # the dashboard's own tabs listen for this message too
+        self._wanted = event.pane.id
         self.focus_active()
 
     @on(CommandPane.BusyChanged)
@@ -122,5 +136,6 @@ class CommandsView(Vertical):
     @on(CommandPane.CloseRequested)
     async def _close(self, event: CommandPane.CloseRequested) -> None:
         await self.tabs.remove_pane(pane_id(event.pane.guest.vmid))
+        self._wanted = None
         self._show_empty()
         self.focus_active()

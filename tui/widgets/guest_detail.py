@@ -17,7 +17,8 @@ def _share(used: int, total: int) -> str:
     return f"{used_of(used, total)} ({used * 100 // total}%)"
 
 
-def detail_view(guest: Guest) -> Group:
+def detail_view(guest: Guest, *, hint: str = "") -> Group:
+    """The guest's state in three rows; ``hint`` (dim) closes the last row."""
     running = guest.status == "running"
     grid = Table.grid(padding=(0, 1), expand=True)
     for ratio in (0, 2, 0, 2, 0, 1):
@@ -33,7 +34,7 @@ def detail_view(guest: Guest) -> Group:
     grid.add_row(
         "Disk", disk, "Pool", guest.pool or "-", "Lock", Text(guest.lock or "-", style="yellow")
     )
-    grid.add_row("Tags", ", ".join(guest.tags) or "-", "", "", "", "")
+    grid.add_row("Tags", ", ".join(guest.tags) or "-", "", "", "", Text(hint, style="dim"))
     return Group(title, grid)
 
 
@@ -44,4 +45,4 @@ class GuestDetail(Static):
         if guest is None:
             self.update(Text(why, style="dim italic"))
         else:
-            self.update(detail_view(guest))
+            self.update(detail_view(guest, hint="enter: details"))

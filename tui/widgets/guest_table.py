@@ -12,6 +12,7 @@ from textual.widgets import DataTable
 from core.models import Guest
 from tui.formatting import guest_matches, percent, status_text, uptime, used_of
 from tui.widgets.keyed_table import Cell, KeyedTable
+from tui.widgets.truenas_guests import TrueNasVm, mixed_sort_key, truenas_rows
 
 SORT_KEYS: dict[str, Any] = {
     "vmid": lambda g: g.vmid,
@@ -73,6 +74,8 @@ class GuestTable(KeyedTable):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.guests: dict[int, Guest] = {}
+        #: TrueNAS VMs and containers, beside the cluster's guests (row keys ``tn:…``)
+        self.truenas_vms: dict[str, TrueNasVm] = {}
         self.filter_text = ""
         self.sort_column, self.sort_reverse = self.initial_sort
         #: the guest a person chose; the cursor returns to it when it is shown again
@@ -83,15 +86,22 @@ class GuestTable(KeyedTable):
     @property
     def selected(self) -> Guest | None:
         key = self.current_key
-        return None if key is None else self.guests.get(int(key))
+        return None if key is None or not key.isdigit() else self.guests.get(int(key))
+
+    @property
+    def selected_truenas(self) -> TrueNasVm | None:
+        """The TrueNAS VM or container under the cursor (None on a cluster guest)."""
+        key = self.current_key
+        return None if key is None else self.truenas_vms.get(key)
 
     @property
     def shown_guests(self) -> list[Guest]:
         return [g for g in self.guests.values() if guest_matches(g, self.filter_text)]
 
-    def show(self, guests: Iterable[Guest]) -> None:
-        """Bring the table in step with ``guests`` (a fresh inventory)."""
+    def show(self, guests: Iterable[Guest], truenas_vms: Iterable[TrueNasVm] = ()) -> None:
+        """Bring the table in step with ``guests`` (a fresh inventory) and TrueNAS's."""
         self.guests = {g.vmid: g for g in guests}
+        self.truenas_vms = {vm.key: vm for vm in truenas_vms}
         self._resync()
 
     def set_filter(self, text: str) -> None:
@@ -125,11 +135,20 @@ class GuestTable(KeyedTable):
         keep = None if self.wanted_vmid is None else str(self.wanted_vmid)
         if keep is None or int(keep) not in self.guests:
             keep = self.current_key
-        self.sync_rows({str(g.vmid): guest_cells(g) for g in self.shown_guests}, keep=keep)
+        rows = {str(g.vmid): guest_cells(g) for g in self.shown_guests}
+        rows.update(truenas_rows(self.truenas_vms.values(), self.filter_text))
+        self.sync_rows(rows, keep=keep)
         self.post_message(self.Selected(self.selected))
 
     def after_sync(self) -> None:
         sort_key = SORT_KEYS[self.sort_column]
+        if self.truenas_vms:  # keys of one shape for both kinds of row
+            vms, column = self.truenas_vms, self.sort_column
+            self.sort_rows(
+                lambda key: mixed_sort_key(column, vms.get(key) or self.guests[int(key)]),
+                reverse=self.sort_reverse,
+            )
+            return
         self.sort_rows(lambda key: sort_key(self.guests[int(key)]), reverse=self.sort_reverse)
 
     # ------------------------------------------------------------------ events
@@ -137,7 +156,8 @@ class GuestTable(KeyedTable):
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         # Only cursor moves made by a person arrive here (sync_rows prevents its own).
         if event.row_key.value is not None:
-            self.wanted_vmid = int(event.row_key.value)
+            key = event.row_key.value
+            self.wanted_vmid = int(key) if key.isdigit() else None
         self.post_message(self.Selected(self.selected))
 
     def on_data_table_header_selected(self, event: DataTable.HeaderSelected) -> None:

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from rich.text import Text
+
 from core.models import Guest, NodeInfo
 from tui.formatting import percent, status_text, uptime, used_of
+from tui.widgets.graphs import bar
 from tui.widgets.keyed_table import Cell, KeyedTable
 
 
@@ -15,7 +18,7 @@ def node_cells(node: NodeInfo, guests: list[Guest]) -> tuple[Cell, ...]:
     return (
         node.node,
         status_text(node.status),
-        f"{percent(node.cpu)} of {node.maxcpu}" if online else "-",
+        Text.assemble(bar(node.cpu), f" {percent(node.cpu)} of {node.maxcpu}") if online else "-",
         used_of(node.mem, node.maxmem) if online else "-",
         used_of(node.disk, node.maxdisk) if online else "-",
         uptime(node.uptime) if online else "-",

@@ -1,0 +1,59 @@
+"""What the dashboard tests share: a frozen clock, an app on a simulator, and waits.
+
+Waits are bounded: ``until`` fails the test after ``within_s`` rather than hanging, and is
+not a timing assertion (it only bounds how long a condition may take on a loaded machine).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from textual.pilot import Pilot
+
+from core.service import Labdeck
+from tui.app import LabdeckApp
+
+FROZEN = datetime(2025, 3, 14, 9, 26, 53, tzinfo=UTC)
+WIDE = (120, 40)
+NARROW = (80, 24)
+
+
+def dashboard_app(service: Labdeck, **kwargs: Any) -> LabdeckApp:
+    """The dashboard on ``service``, with a frozen clock and no refresh during a test."""
+    kwargs.setdefault("refresh_interval", 3600.0)
+    kwargs.setdefault("clock", lambda: FROZEN)
+    return LabdeckApp(service, **kwargs)
+
+
+def dashboard(
+    make_service: Callable[..., Labdeck], sim: object, *, allow_writes: bool = False
+) -> LabdeckApp:
+    """The dashboard as a person starts it (face tui) on the simulator ``sim``."""
+    return dashboard_app(make_service(sim, allow_writes=allow_writes, face="tui"))
+
+
+async def settle(pilot: Pilot[None], rounds: int = 2) -> None:
+    """Let every refresh/load/action worker finish and their results reach the screen."""
+    for _ in range(rounds):
+        await pilot.app.workers.wait_for_complete()
+        await pilot.pause()
+
+
+async def loaded(pilot: Pilot[None]) -> None:
+    """Before a snapshot: under load a table's columns are sized a few message cycles after
+    its rows arrive, so let workers, queued messages and animations settle three times."""
+    for _ in range(3):
+        await pilot.app.workers.wait_for_complete()
+        await pilot.pause()
+        await pilot.wait_for_scheduled_animations()
+    await pilot.pause(0.1)
+
+
+async def until(pilot: Pilot[Any], condition: Callable[[], bool], within_s: float = 15.0) -> None:
+    """Pause until ``condition()`` holds; a TimeoutError (a failed test) after ``within_s``."""
+    async with asyncio.timeout(within_s):
+        while not condition():
+            await pilot.pause(0.02)

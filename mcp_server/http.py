@@ -164,7 +164,7 @@ def listen(host: str, port: int) -> socket.socket:
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(address)
-        sock.listen(128)
+        sock.listen(2048)  # uvicorn's default: bursts of agents connecting at once wait, not retry
         sock.setblocking(False)
     except OSError as exc:
         sock.close()

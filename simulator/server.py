@@ -29,6 +29,10 @@ def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
+#: requests remembered for tests (the oldest half is dropped past this)
+REQUEST_LOG_MAX = 100_000
+
+
 class Simulator:
     """A Proxmox VE API on loopback HTTPS. ``await start()``, then use its attributes."""
 
@@ -94,6 +98,8 @@ class Simulator:
 
     def _record(self, method: str, path: str) -> None:
         self.request_log.append((method, path))
+        if len(self.request_log) > REQUEST_LOG_MAX:  # a long-running demo must not grow
+            del self.request_log[: REQUEST_LOG_MAX // 2]
 
     async def start(self) -> None:
         if self._http is not None:

@@ -75,6 +75,10 @@ def dumps(payload: dict[str, Any]) -> str:
     return json.dumps(payload, default=ejson)
 
 
+#: calls remembered for tests (the oldest half is dropped past this)
+METHOD_LOG_MAX = 100_000
+
+
 class _Conn:
     def __init__(self, ws: ServerConnection, endpoint_release: str) -> None:
         self.ws = ws
@@ -306,6 +310,8 @@ class TrueNasSimulator:
                       fault: FaultRule | None) -> dict[str, Any] | None:  # fmt: skip
         """The reply to one call (None: a fault leaves it unanswered)."""
         self.method_log.append(msg["method"])  # also the calls a fault answers
+        if len(self.method_log) > METHOD_LOG_MAX:  # a long-running demo must not grow
+            del self.method_log[: METHOD_LOG_MAX // 2]
         if fault is not None:
             error = rpc_error(fault)
             if error is not None:

@@ -113,6 +113,29 @@ async def test_nodes_and_pools_views_show_the_cluster(sim, make_service) -> None
         assert "pihole" in str(prod.children[0].label)
 
 
+async def test_node_rows_draw_cpu_and_memory_history_from_the_refreshes(
+    fresh_sim, make_service
+) -> None:
+    # sparklines from the refreshes already made: no request of their own
+    app = make_app(make_service(fresh_sim, face="tui"))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        await pilot.press("2")
+        nodes = app.screen_stack[0].query_one("#node-table", DataTable)
+
+        def spark(column: str) -> str:
+            return cell(nodes, "pve1", column)[:8].strip()
+
+        assert len(spark("cpu")) == 1 and len(spark("mem")) == 1
+        fresh_sim.clear_request_log()
+        for _ in range(3):
+            await pilot.press("ctrl+r")
+            await settle(pilot)
+        assert len(spark("cpu")) == 4 and len(spark("mem")) == 4
+        assert set(spark("cpu")) <= set("▁▂▃▄▅▆▇█")
+        assert all("rrd" not in path for _, path in fresh_sim.request_log)
+
+
 async def test_filter_narrows_the_table_and_escape_restores_it(sim, make_service) -> None:
     app = make_app(make_service(sim, face="tui"))
     async with app.run_test(size=(120, 40)) as pilot:

@@ -20,7 +20,7 @@ from textual.widgets import TabbedContent
 from core.audit import AuditLog
 from core.service import Labdeck
 from labdeck.demo import demo_profile
-from tests.support.tui import FROZEN, loaded
+from tests.support.tui import dashboard_app, loaded
 from tui.app import LabdeckApp
 from tui.widgets.activity_view import ActivityRow, ActivityView, LogFollower
 from tui.widgets.guest_table import GuestTable
@@ -32,7 +32,7 @@ NARROW = (80, 24)
 
 def app_with_audit(sim: Any, path: Path) -> LabdeckApp:
     service = Labdeck(demo_profile(sim, allow_writes=False), face="tui", audit=AuditLog(path))
-    return LabdeckApp(service, refresh_interval=3600.0, clock=lambda: FROZEN)
+    return dashboard_app(service)
 
 
 def activity(app: LabdeckApp) -> ActivityView:

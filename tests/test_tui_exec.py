@@ -17,7 +17,7 @@ from textual.pilot import Pilot
 from textual.widgets import Input
 
 from core.service import Labdeck
-from tests.support.tui import FROZEN, settle, until
+from tests.support.tui import dashboard_app, settle, until
 from tui.app import LabdeckApp
 from tui.command_line import CommandLineError, parse_command_line
 from tui.commands import exec_guest_commands
@@ -34,7 +34,7 @@ CONTAINER = 100  # pihole (LXC)
 
 
 def make_app(service: Labdeck) -> LabdeckApp:
-    return LabdeckApp(service, refresh_interval=3600.0, clock=lambda: FROZEN)
+    return dashboard_app(service)
 
 
 def dashboard(app: LabdeckApp) -> DashboardScreen:

@@ -15,7 +15,7 @@ from textual.pilot import Pilot
 from textual.widgets import Input, RichLog, SelectionList, Static
 
 from core.service import Labdeck
-from tests.support.tui import FROZEN, dashboard, loaded, settle, until
+from tests.support.tui import dashboard, dashboard_app, loaded, settle, until
 from tui.app import LabdeckApp
 from tui.formatting import short_bytes
 from tui.screens.confirm import ConfirmScreen
@@ -34,7 +34,7 @@ RUNNING = 107  # home-assistant
 
 
 def make_app(service: Labdeck) -> LabdeckApp:
-    return LabdeckApp(service, refresh_interval=3600.0, clock=lambda: FROZEN)
+    return dashboard_app(service)
 
 
 def dash(app: LabdeckApp) -> DashboardScreen:

@@ -20,7 +20,7 @@ from core.errors import InvalidInput
 from core.models import Table
 from core.service import Labdeck
 from labdeck.demo import demo_profile
-from tests.support.tui import FROZEN, loaded, settle, until
+from tests.support.tui import FROZEN, dashboard_app, loaded, settle, until
 from tui.app import LabdeckApp
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.dashboard import DashboardScreen
@@ -494,7 +494,7 @@ def test_truenas_host_reads_the_url() -> None:
 
 
 def dashboard(service: Labdeck) -> LabdeckApp:
-    return LabdeckApp(service, refresh_interval=3600.0, clock=lambda: FROZEN)
+    return dashboard_app(service)
 
 
 def test_snapshot_truenas_tab_wide(snap_compare, sim, make_service) -> None:

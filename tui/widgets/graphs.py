@@ -92,6 +92,23 @@ def bar(fraction: float, width: int = 6) -> Text:
     return Text(cells.ljust(width), style=f"{colour} on grey30")
 
 
+_TREND_CELLS = "▁▂▃▄▅▆▇█"
+
+
+def trend(fractions: Sequence[float], width: int = 8) -> Text:
+    """The last ``width`` values of 0..1 as a sparkline, oldest first, right-aligned: one
+    cell per value, its height the value itself (not scaled to the peak), coloured by the
+    latest."""
+    shown = list(fractions)[-width:]
+    cells = "".join(
+        _TREND_CELLS[min(len(_TREND_CELLS) - 1, int(max(0.0, v) * len(_TREND_CELLS)))]
+        for v in shown
+    )
+    latest = shown[-1] if shown else 0.0
+    colour = "red" if latest >= 0.9 else "yellow" if latest >= 0.7 else "green"
+    return Text(cells.rjust(width), style=colour)
+
+
 def time_ticks(
     times: Sequence[int], timeframe: str, zone: tzinfo | None, count: int = 5
 ) -> tuple[list[int], list[str]]:

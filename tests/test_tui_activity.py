@@ -20,7 +20,7 @@ from textual.widgets import TabbedContent
 from core.audit import AuditLog
 from core.service import Labdeck
 from labdeck.demo import demo_profile
-from tests.support.tui import dashboard_app, loaded
+from tests.support.tui import dashboard_app, loaded, settle
 from tui.app import LabdeckApp
 from tui.widgets.activity_view import ActivityRow, ActivityView, LogFollower
 from tui.widgets.guest_table import GuestTable
@@ -213,8 +213,10 @@ async def test_enter_on_a_row_without_a_guest_says_so(sim, tmp_path):
     write_lines(path, [entry(1, params={"dataset": "tank"})])
     app = app_with_audit(sim, path)
     async with app.run_test(size=WIDE) as pilot:
+        await settle(pilot)  # else Enter may reach the guest table before the view switch
         await pilot.press("8")
         await until(pilot, lambda: bool(activity(app).rows))
+        await until(pilot, lambda: activity(app).focus_target().has_focus)
         await pilot.press("enter")
         await pilot.pause()
         assert app.screen.query_one(TabbedContent).active == "activity"

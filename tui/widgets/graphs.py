@@ -83,12 +83,17 @@ def reading(value: float, unit: Unit) -> str:
     return f"{shown:.1f} {label}" if shown < 10 else f"{shown:.0f} {label}"
 
 
+def load_colour(fraction: float) -> str:
+    """Green, yellow from 70 %, red from 90 %: how busy or full a CPU, memory or disk is."""
+    return "red" if fraction >= 0.9 else "yellow" if fraction >= 0.7 else "green"
+
+
 def bar(fraction: float, width: int = 6) -> Text:
     """A horizontal bar of ``width`` cells for 0..1, in eighths of a cell."""
     eighths = round(max(0.0, min(1.0, fraction)) * width * 8)
     full, part = divmod(eighths, 8)
     cells = "█" * full + (_BAR_CELLS[part] if part else "")
-    colour = "red" if fraction >= 0.9 else "yellow" if fraction >= 0.7 else "green"
+    colour = load_colour(fraction)
     return Text(cells.ljust(width), style=f"{colour} on grey30")
 
 
@@ -105,7 +110,7 @@ def trend(fractions: Sequence[float], width: int = 8) -> Text:
         for v in shown
     )
     latest = shown[-1] if shown else 0.0
-    colour = "red" if latest >= 0.9 else "yellow" if latest >= 0.7 else "green"
+    colour = load_colour(latest)
     return Text(cells.rjust(width), style=colour)
 
 

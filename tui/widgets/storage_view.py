@@ -24,6 +24,7 @@ from textual.widgets import DataTable, Static
 from core.errors import LabdeckError
 from core.models import Table
 from tui.formatting import percent, short_bytes, used_of
+from tui.widgets.graphs import load_colour
 from tui.widgets.keyed_table import Cell, KeyedTable
 from tui.widgets.lazy_view import LazyView
 
@@ -60,7 +61,7 @@ def usage_bar(used: int, total: int) -> Text:
         return Text("-")
     fraction = min(max(used / total, 0.0), 1.0)
     filled = round(fraction * BAR_WIDTH)
-    style = "red" if fraction >= 0.9 else "yellow" if fraction >= 0.7 else "green"
+    style = load_colour(fraction)
     bar = Text("█" * filled, style=style)
     bar.append("░" * (BAR_WIDTH - filled), style="dim")
     bar.append(f" {percent(fraction):>6}")

@@ -93,8 +93,9 @@ def main() -> int:
     results["cli_help"] = _timed("cli --help", core_bench.bench_cli_help, 3 if quick else 10)
     by_size = []
     for guests in QUICK_SIZES if quick else SIZES:
-        with core_bench.external_sim(guests, core_bench.nodes_for(guests)) as sim:
-            figures = {"guests": guests, "nodes": core_bench.nodes_for(guests)}
+        nodes, pools = core_bench.nodes_for(guests), core_bench.pools_for(guests)
+        with core_bench.external_sim(guests, nodes, pools=pools) as sim:
+            figures = {"guests": guests, "nodes": nodes, "pools": pools}
             figures.update(_timed(f"core @{guests}", core_bench.run_at_size, sim, guests, quick))
             figures["dashboard"] = _timed(f"dashboard @{guests}", tui_bench.bench_dashboard,
                                           sim, guests, 3 if quick else 7)  # fmt: skip

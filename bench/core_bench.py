@@ -223,6 +223,12 @@ def nodes_for(guests: int) -> int:
     return max(3, min(32, guests // 156))
 
 
+def pools_for(guests: int) -> int:
+    """Resource pools of a cluster of ``guests``: one per 25 guests, the demo's 3 at least,
+    200 at 5,000 (the scale the issue asks the simulator for)."""
+    return max(3, guests // 25)
+
+
 def run_at_size(handle: ExternalSim, guests: int, quick: bool) -> dict[str, Any]:
     """The core figures of one cluster size (its simulator is already running)."""
     figures: dict[str, Any] = {

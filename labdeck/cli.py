@@ -155,8 +155,13 @@ def _build_parser() -> argparse.ArgumentParser:
     sim.add_argument("-h", "--help", action=_SimHelp, nargs=0, help="show this help and exit")
     sim.add_argument("--host", default="127.0.0.1")
     sim.add_argument("--port", type=int, default=8006)
-    sim.add_argument("--nodes", type=int, default=3)
-    sim.add_argument("--guests", type=int, default=24)
+    sim.add_argument("--nodes", type=_at_least(1), default=3, metavar="N")
+    sim.add_argument("--guests", type=_at_least(0), default=24, metavar="N")
+    sim.add_argument(
+        "--pools", type=_at_least(0), default=3, metavar="N",
+        help="resource pools (default 3: prod, lab and media); more get team names and share "
+        "the guests unevenly (a few big, most small, some guests in none)",
+    )  # fmt: skip
     sim.add_argument("--seed", type=int, default=7)
     sim.add_argument("--speed", type=float, default=1.0, help="simulated seconds per second")
     sim.add_argument(
@@ -169,6 +174,22 @@ def _build_parser() -> argparse.ArgumentParser:
         "(grammar below)",
     )  # fmt: skip
     return parser
+
+
+def _at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse type: a whole number of at least ``minimum``, refused with a clear message
+    before anything starts."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be {minimum} or more, got {value}")
+        return value
+
+    return parse
 
 
 class _SimHelp(argparse.Action):
@@ -659,6 +680,7 @@ def _cmd_sim(args: argparse.Namespace) -> int:
         port=args.port,
         nodes=args.nodes,
         guests=args.guests,
+        pools=args.pools,
         seed=args.seed,
         speed=args.speed,
         truenas_version=args.truenas_version,

@@ -7,6 +7,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from simulator.seed import DEFAULT_POOL_COUNT
+
 if TYPE_CHECKING:
     from simulator.faults import FaultRule
 
@@ -19,12 +21,15 @@ class SimulatorConfig:
     fixed 3 s delay; the default here is 0 so tests stay fast. Set 3.0 to mimic it.
     ``speed``: simulated seconds per real second (tasks and metric drift).
     ``dynamic=False`` freezes guest and node metrics for reproducible screenshots.
+    ``pools``: resource pools to create; the default three (prod, lab, media) are the demo's
+    household, more get seeded team names (see ``simulator.seed``).
     """
 
     host: str = "127.0.0.1"
     port: int = 0
     nodes: int = 3
     guests: int = 24
+    pools: int = DEFAULT_POOL_COUNT
     seed: int = 7
     speed: float = 1.0
     dynamic: bool = True

@@ -253,7 +253,7 @@ def _pool_members(call: Call, poolid: str, kind: str | None) -> list[Json]:
             guest = state.guests[vmid]
             if kind in (None, guest.kind):
                 members.append(views.guest_resource(guest, state.metrics(guest)))
-    if kind in (None, "storage"):
+    if kind in (None, "storage") and pool.storages:  # usage sums every guest: only if asked
         used = state.storage_used(state.disk_allocations())
         for sid in sorted(pool.storages):
             storage = state.storage(sid)

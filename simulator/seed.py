@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from simulator.model import GIB, Drift, Guest, GuestKind, Node, Pool, Storage
@@ -57,6 +59,14 @@ POOLS = (
     ("lab", "Experiments; safe to break"),
     ("media", "Streaming and photo library"),
 )
+DEFAULT_POOL_COUNT = len(POOLS)
+# Pools past the household three are named <team>-<project>-<env>, as teams name them.
+POOL_TEAMS = ("platform", "payments", "data", "web", "mobile", "security", "ml", "infra", "search",
+              "growth", "billing", "identity", "support", "research", "video", "ops")  # fmt: skip
+POOL_PROJECTS = ("api", "frontend", "etl", "warehouse", "ci", "k8s", "cache", "gateway", "auth",
+                 "reports", "ingest", "models", "queue", "docs", "storage")  # fmt: skip
+POOL_ENVS = {"prod": "production", "staging": "staging", "dev": "development", "test": "testing",
+             "qa": "QA"}  # fmt: skip
 CPU_MODELS = (
     ("AMD Ryzen 9 5950X 16-Core Processor", "3400.000", 16, 1),
     ("Intel(R) Core(TM) i5-12500", "3000.000", 12, 1),
@@ -132,15 +142,23 @@ def _mac(rng: random.Random) -> str:
     return f"BC:24:11:{tail}"  # Proxmox's own OUI, as PVE generates
 
 
-def build_cluster(node_count: int, guest_count: int, seed: int) -> SeededCluster:
+def build_cluster(
+    node_count: int, guest_count: int, seed: int, pool_count: int = DEFAULT_POOL_COUNT
+) -> SeededCluster:
+    """The cluster of a seed. ``pool_count`` draws on RNGs of its own, so it changes which
+    pools exist and who is in them, never the nodes, guests or storages themselves."""
+    if pool_count < 0:
+        raise ValueError(f"the pool count must be 0 or more, not {pool_count}")
     rng = random.Random(seed)
     base = BASE_EPOCH + rng.randrange(0, 86400)
     nodes = {f"pve{i}": _node(rng, i, base) for i in range(1, node_count + 1)}
     node_names = list(nodes)
-    pools = {pid: Pool(pid, comment) for pid, comment in POOLS}
+    pools = {pid: Pool(pid, comment) for pid, comment in _pool_specs(seed, pool_count)}
+    place = _pool_placer(seed, list(pools))
     guests: dict[int, Guest] = {}
     for offset, blueprint in enumerate(_blueprints(rng, guest_count)):
-        name, kind, cores, mem, disk, tags, pool, ostype, running, agent = blueprint
+        name, kind, cores, mem, disk, tags, drawn, ostype, running, agent = blueprint
+        pool = place(offset, drawn)
         vmid = 100 + offset
         template = name == TEMPLATE_NAME
         node_name = node_names[(offset + rng.randrange(2)) % len(node_names)]
@@ -162,9 +180,74 @@ def build_cluster(node_count: int, guest_count: int, seed: int) -> SeededCluster
         guests[vmid] = guest
         if pool is not None:
             pools[pool].vmids.add(vmid)
-    pools["media"].storages.add("nas-nfs")
     storages = _storages(rng, nodes, guests)
+    _add_pool_storages(seed, pools, storages)
     return SeededCluster(base, nodes, guests, pools, storages)
+
+
+def _pool_specs(seed: int, count: int) -> list[tuple[str, str | None]]:
+    """Ids and comments of ``count`` pools: the household ones first, then team pools in a
+    seeded order (numbered once every team/project/env name is taken)."""
+    specs: list[tuple[str, str | None]] = list(POOLS[:count])
+    rng = random.Random(f"labdeck-pool-names-{seed}")
+    names = list(itertools.product(POOL_TEAMS, POOL_PROJECTS, POOL_ENVS))
+    rng.shuffle(names)
+    for index in range(count - len(specs)):
+        team, project, env = names[index % len(names)]
+        round_ = index // len(names)
+        poolid = f"{team}-{project}-{env}" + (f"-{round_ + 1}" if round_ else "")
+        specs.append((poolid, _pool_comment(rng, team, project, env)))
+    return specs
+
+
+def _pool_comment(rng: random.Random, team: str, project: str, env: str) -> str | None:
+    """What an admin writes in a pool's comment field (some leave it empty)."""
+    stage = POOL_ENVS[env]
+    templates = (
+        None,
+        f"{team.capitalize()} team: {project} ({stage})",
+        f"{stage[0].upper()}{stage[1:]} {project} of the {team} team",
+        f"{project} {env}; owner {team}@example.com",
+    )
+    return templates[rng.choices(range(len(templates)), weights=(2, 5, 3, 2))[0]]
+
+
+def _pool_placer(seed: int, poolids: list[str]) -> Callable[[int, str | None], str | None]:
+    """Which pool a guest joins (at most one, as in PVE), given the household pool its
+    blueprint drew.
+
+    With up to the three household pools a guest keeps the pool it drew if that pool
+    exists, which is exactly the cluster of the default settings. With more, the numbered
+    role guests past the catalogue that drew a pool are spread over all pools with Zipf-like
+    weights in a seeded order, so a few pools are big and most are small; guests that drew
+    none stay outside every pool, and the catalogue guests keep their household pools.
+    """
+    household = set(poolids[:DEFAULT_POOL_COUNT])
+    if len(poolids) <= DEFAULT_POOL_COUNT:
+        return lambda offset, drawn: drawn if drawn in household else None
+    rng = random.Random(f"labdeck-pool-members-{seed}")
+    ranked = list(poolids)
+    rng.shuffle(ranked)
+    cum_weights = list(itertools.accumulate(1 / rank for rank in range(1, len(ranked) + 1)))
+
+    def place(offset: int, drawn: str | None) -> str | None:
+        if drawn is None or offset < len(CATALOGUE):
+            return drawn
+        return rng.choices(ranked, cum_weights=cum_weights)[0]
+
+    return place
+
+
+def _add_pool_storages(seed: int, pools: dict[str, Pool], storages: list[Storage]) -> None:
+    """Storages as pool members: the NAS in the media pool, and now and then a shared or
+    thin storage in a team pool (a storage may be in several pools, unlike a guest)."""
+    if "media" in pools:
+        pools["media"].storages.add("nas-nfs")
+    rng = random.Random(f"labdeck-pool-storages-{seed}")
+    candidates = [s.storage for s in storages if s.plugin in ("nfs", "lvmthin")]
+    for poolid in list(pools)[DEFAULT_POOL_COUNT:]:
+        if rng.random() < 0.12:
+            pools[poolid].storages.add(rng.choice(candidates))
 
 
 def _storages(

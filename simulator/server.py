@@ -44,6 +44,7 @@ class Simulator:
             cluster_name=self.config.cluster_name,
             node_count=self.config.nodes,
             guest_count=self.config.guests,
+            pool_count=self.config.pools,
             seed=self.config.seed,
             speed=self.config.speed,
             dynamic=self.config.dynamic,

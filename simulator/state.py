@@ -17,7 +17,7 @@ from simulator.guest_agent import GuestAgents
 from simulator.guest_os import Machine, machine_of
 from simulator.metrics import GuestMetrics, guest_metrics
 from simulator.model import Guest, GuestKind, Node, Pool, Storage, Volume
-from simulator.seed import build_cluster
+from simulator.seed import DEFAULT_POOL_COUNT, build_cluster
 from simulator.tasks import Task, TaskBook
 from simulator.volumes import seed_backups
 
@@ -30,10 +30,11 @@ THIN_USE = 0.45  # share of allocated thin disks actually written
 
 class ClusterState:
     def __init__(self, *, cluster_name: str, node_count: int, guest_count: int, seed: int,
-                 speed: float = 1.0, dynamic: bool = True) -> None:  # fmt: skip
+                 speed: float = 1.0, dynamic: bool = True,
+                 pool_count: int = DEFAULT_POOL_COUNT) -> None:  # fmt: skip
         if node_count < 1:
             raise ValueError("a cluster needs at least one node")
-        seeded = build_cluster(node_count, guest_count, seed)
+        seeded = build_cluster(node_count, guest_count, seed, pool_count)
         self.cluster_name = cluster_name
         self.seed = seed
         self.dynamic = dynamic

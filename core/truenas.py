@@ -8,6 +8,9 @@
 - ``{"$date": ms}`` decoded to aware datetimes;
 - reconnect with re-login after a drop: reads are retried, writes are not (an in-flight
   write raises :class:`OutcomeUnknown`); jobs are then re-read from ``core.get_jobs``;
+- re-login on the same connection when the middleware says a session is no longer
+  authenticated (key re-validated, session expired, middleware restarted behind a proxy
+  that kept the socket): the call is then resent once, writes too (see :meth:`_send`);
 - the release is probed at login (``system.version``) and ``self.methods`` holds the
   method names of that release.
 """
@@ -47,6 +50,7 @@ from core.truenas_models import (
     EventFn,
     JobTimeout,
     MethodNames,
+    NotAuthenticated,
     ProgressFn,
     RpcErrorReply,
     Subscription,
@@ -118,6 +122,7 @@ class TrueNasClient:
         self.release: str | None = None
         self.methods: MethodNames | None = None
         self.reconnects = 0
+        self.relogins = 0
 
     # ---- lifecycle -----------------------------------------------------------------------
     async def __aenter__(self) -> TrueNasClient:
@@ -209,8 +214,7 @@ class TrueNasClient:
             self.version = str(await self._request(conn, "system.version", []))
             self.release = release_of(self.version)
             self.methods = methods_for(self.release)
-            for sub in self._subs.values():
-                sub.server_id = str(await self._request(conn, "core.subscribe", [sub.collection]))
+            await self._renew_subscriptions(conn, replace=False)
         except Dropped:
             await self._shutdown(conn)
             raise Unreachable(
@@ -226,17 +230,85 @@ class TrueNasClient:
         log.info("connected to %s (%s)", self.host, self.version)
         return conn
 
-    async def _login(self, conn: Connection, secret: SecretStr) -> None:
-        key = secret.get_secret_value()
-        key_id = key.partition("-")[0] if key.partition("-")[0].isdigit() else "?"
-        ok = await self._request(conn, "auth.login_with_api_key", [key])
+    async def _login(self, conn: Connection, secret: SecretStr, *, again: bool = False) -> None:
+        try:
+            ok = await self._request(conn, "auth.login_with_api_key", [secret.get_secret_value()])
+        except NotAuthenticated:  # a login answered "not authenticated" refused the key too
+            ok = False
         if ok is not True:
-            raise AuthError(
-                f"TrueNAS at {self.host} refused the API key (key id {key_id}).",
-                hint="Check that the key is current and its user is enabled; keys used over "
-                "plain http/ws are revoked by TrueNAS and must be re-issued.",
-            )
+            raise self._key_refused(secret, again=again)
         conn.authenticated = True
+
+    def _key_refused(self, secret: SecretStr, *, again: bool) -> AuthError:
+        head = secret.get_secret_value().partition("-")[0]
+        key_id = head if head.isdigit() else "?"
+        when = " when logging in again after the session's login ended" if again else ""
+        return AuthError(
+            f"TrueNAS at {self.host} refused the API key (key id {key_id}){when}.",
+            hint="Check that the key is current (not revoked or expired) and its user is "
+            "enabled, and replace it if not; keys used over plain http/ws are revoked by "
+            "TrueNAS and must be re-issued.",
+        )
+
+    async def _relogin(self, conn: Connection, seen: int) -> None:
+        """Log in again on ``conn``: once for all the calls that saw the login end together.
+
+        ``seen`` is ``conn.relogins`` when the caller sent its call; if it moved on since,
+        another call has logged in again (or been refused) and this one shares the outcome.
+        Only a finished attempt counts: after a drop or a timeout the next caller tries.
+        """
+        async with conn.auth_lock:
+            secret = self._resolve_secret()
+            if conn.relogins != seen:
+                if not conn.authenticated:
+                    raise self._key_refused(secret, again=True)
+                return
+            conn.authenticated = False
+            log.warning("TrueNAS at %s ended the session's login; logging in again", self.host)
+            try:
+                async with self._slots:
+                    await self._login(conn, secret, again=True)
+            except AuthError:
+                conn.relogins += 1
+                raise
+            conn.relogins += 1
+            self.relogins += 1
+            await self._renew_subscriptions(conn, replace=True)
+
+    async def _log_in_again(self, conn: Connection, seen: int, method: str) -> None:
+        """:meth:`_relogin` for a call to ``method`` that did not run, its errors made clear."""
+        try:
+            await self._relogin(conn, seen)
+        except Dropped:
+            raise Dropped(sent=False) from None  # the call did not run: a reconnect may resend it
+        except TimeoutError:
+            raise Unreachable(
+                f"TrueNAS at {self.host} did not answer the login in time ({method} did not run).",
+                hint="The system may be busy; retry later.",
+            ) from None
+        except NotAuthenticated:  # renewing the subscriptions right after the login
+            raise self._still_refused(method) from None
+
+    def _still_refused(self, method: str) -> AuthError:
+        return AuthError(
+            f"TrueNAS at {self.host} still says the session is not authenticated (calling "
+            f"{method}) after logging in again with the API key.",
+            hint="The key may have been revoked or have expired: check it in TrueNAS "
+            "(Credentials > Users > API keys) and replace it if needed.",
+        )
+
+    async def _renew_subscriptions(self, conn: Connection, *, replace: bool) -> None:
+        """Subscribe ``conn`` to every collection we follow (after a reconnect or re-login).
+
+        ``replace``: the session may still hold the old subscriptions (middlewared keeps them
+        when only the login ended; a middleware restarted behind a proxy has forgotten them),
+        so each old id is dropped first (unknown ids are ignored) to get every event once.
+        """
+        for sub in list(self._subs.values()):
+            if replace and sub.server_id is not None:
+                await self._request(conn, "core.unsubscribe", [sub.server_id])
+            sub.server_id = None
+            sub.server_id = str(await self._request(conn, "core.subscribe", [sub.collection]))
 
     # ---- wire ----------------------------------------------------------------------------
     async def _read(self, conn: Connection) -> None:
@@ -306,21 +378,43 @@ class TrueNasClient:
             conn.pending.pop(ident, None)
         return decode(result)
 
+    async def _send(self, conn: Connection, method: str, params: list[Any],
+                    timeout_s: float | None) -> Any:  # fmt: skip
+        """One call on ``conn``; if the session's login ended, log in again and resend once.
+
+        Resending is safe for writes too: middlewared checks a session's login before it
+        runs a method, so a "not authenticated" answer means the method did not run. A
+        second such answer right after a fresh login is reported, never retried again.
+        """
+        seen = conn.relogins
+        try:
+            async with self._slots:
+                return await self._request(conn, method, params, timeout_s)
+        except NotAuthenticated:
+            log.debug("%s: session not authenticated", method)
+        await self._log_in_again(conn, seen, method)
+        try:
+            async with self._slots:
+                return await self._request(conn, method, params, timeout_s)
+        except NotAuthenticated:
+            raise self._still_refused(method) from None
+
     async def call(self, method: str, *params: Any, timeout_s: float | None = None) -> Any:
         """Call ``method``; reads survive a reconnect, writes never run twice."""
         read = is_read(method)
         for attempt in range(self._reconnect_attempts):
             conn = await self._ensure()
             try:
-                async with self._slots:
-                    return await self._request(conn, method, list(params), timeout_s)
+                return await self._send(conn, method, list(params), timeout_s)
             except Dropped as exc:
                 if (read or not exc.sent) and attempt + 1 < self._reconnect_attempts:
                     await asyncio.sleep(self._reconnect_delay)
                     continue
                 if read or not exc.sent:
-                    raise Unreachable(f"lost the connection to TrueNAS at {self.host} "
-                                      f"(calling {method}).") from None  # fmt: skip
+                    raise Unreachable(
+                        f"lost the connection to TrueNAS at {self.host} (calling {method}).",
+                        hint="Check that TrueNAS is up and reachable; retry in a moment.",
+                    ) from None
                 raise OutcomeUnknown(
                     f"the connection to TrueNAS at {self.host} dropped while {method} was in "
                     "flight: it may or may not have been applied.",
@@ -384,20 +478,27 @@ class TrueNasClient:
             task.add_done_callback(self._callbacks.discard)
 
     async def subscribe(self, collection: str, callback: EventFn) -> str:
-        """Receive ``collection_update`` events of ``collection``; renewed after a reconnect."""
+        """Receive ``collection_update`` events of ``collection``; renewed on (re)login."""
         handle = str(uuid.uuid4())
         sub = Subscription(collection, callback)
         conn = await self._ensure()
         self._subs[handle] = sub
         try:
-            async with self._slots:
-                sub.server_id = str(await self._request(conn, "core.subscribe", [collection]))
+            await self._subscribe_on(conn, sub)
         except Dropped:
             pass  # renewed by the reconnect that follows
         except BaseException:
             self._subs.pop(handle, None)
             raise
         return handle
+
+    async def _subscribe_on(self, conn: Connection, sub: Subscription) -> None:
+        seen = conn.relogins
+        try:
+            async with self._slots:
+                sub.server_id = str(await self._request(conn, "core.subscribe", [sub.collection]))
+        except NotAuthenticated:  # the re-login renews ``sub`` with the other subscriptions
+            await self._log_in_again(conn, seen, "core.subscribe")
 
     async def unsubscribe(self, handle: str) -> None:
         sub = self._subs.pop(handle, None)

@@ -64,6 +64,15 @@ class JobFailed(LabdeckError):
                 "state": self.state, "job_error": self.error, "fields": self.fields}  # fmt: skip
 
 
+class NotAuthenticated(AuthError):
+    """The middleware answered a call with ENOTAUTHENTICATED: the session's login ended.
+
+    It checks a session's login before it runs a method, so the method did not run.
+    :class:`core.truenas.TrueNasClient` logs in again and resends the call once; this
+    error reaches callers only when that did not help.
+    """
+
+
 class JobTimeout(LabdeckError):
     """We stopped waiting for a job; it may still be running on the server."""
 
@@ -217,9 +226,10 @@ def map_error(method: str, error: Any, *, release: str | None) -> LabdeckError:
     if code in (-32700, -32600, -32603):
         return ServerError(f"{where} could not process the {method} request ({reason}).")
     if number == ENOTAUTHENTICATED:
-        return AuthError(
+        return NotAuthenticated(
             f"{where} says the session is not authenticated (calling {method}).",
-            hint="The session may have expired; reconnect to log in again.",
+            hint="The API key may have been revoked or have expired: check it in TrueNAS "
+            "and replace it if needed.",
         )
     if number == EACCES:
         return PermissionDenied(
@@ -240,7 +250,10 @@ def map_error(method: str, error: Any, *, release: str | None) -> LabdeckError:
         return NotFound(f"{where}: {reason if number == ENOENT else 'no match'} ({method}).")
     if number in (EINVAL, EEXIST):
         return InvalidInput(f"{where} rejected {method}: {reason}")
-    return ServerError(f"{where} failed {method}: {reason}")
+    hint = "TrueNAS failed internally; its log (/var/log/middlewared.log) says why."
+    if not is_read(method):
+        hint += " labdeck never resends a change: check the current state before retrying."
+    return ServerError(f"{where} failed {method}: {reason}", hint=hint)
 
 
 def job_error(fields: dict[str, Any]) -> JobFailed:
@@ -281,6 +294,10 @@ class Connection:
     reader: asyncio.Task[None] | None = None
     authenticated: bool = False
     closed: bool = False
+    #: login attempts after the first (a call that saw "not authenticated" compares it
+    #: with the value it sent at, so concurrent calls share one re-login)
+    relogins: int = 0
+    auth_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
 @dataclass

@@ -54,7 +54,8 @@ def event_keys(release: str) -> dict[str, str]:
 async def _check_key(ctx: Ctx, raw: str, username: str | None) -> bool:
     key_id, _, secret = raw.partition("-")
     key = ctx.state.api_keys.get(int(key_id)) if key_id.isdigit() else None
-    good = key is not None and hmac.compare_digest(key.secret.encode(), secret.encode())
+    good = key is not None and not key.revoked \
+        and hmac.compare_digest(key.secret.encode(), secret.encode())  # fmt: skip
     if key is None or not good or (username is not None and username != key.username):
         if ctx.fail_delay:
             await asyncio.sleep(ctx.fail_delay)

@@ -206,6 +206,36 @@ class TrueNasSimulator:
             dropped += 1
         return dropped
 
+    def deauthenticate_sessions(self, *, forget_subscriptions: bool = False,
+                                username: str | None = None) -> int:  # fmt: skip
+        """Test hook: end the login of connected sessions (all, or ``username``'s); the
+        sockets stay open. Returns how many sessions were logged in.
+
+        As middlewared's session manager does when a session's credentials stop being
+        valid (its next message logs the app out): calls then answer ENOTAUTHENTICATED
+        until the client logs in again, and the session keeps its subscriptions.
+        ``forget_subscriptions`` models a middleware restarted behind a proxy that kept the
+        client's socket: the new middleware knows neither the login nor the subscriptions.
+        """
+        ended = 0
+        for conn in list(self._conns):
+            session = conn.session
+            if username is not None and session.username != username:
+                continue
+            if session.authenticated:
+                ended += 1
+            session.username, session.roles = None, frozenset()
+            if forget_subscriptions:
+                session.subscriptions.clear()
+        return ended
+
+    def revoke_api_key(self, key_id: int) -> int:
+        """Test hook: revoke an API key. Logins with it fail from now on and the sessions
+        of its user lose their login (as a key revoked in the UI). Returns how many."""
+        key = self.state.api_keys[key_id]
+        key.revoked = True
+        return self.deauthenticate_sessions(username=key.username)
+
     # ---- connections ---------------------------------------------------------------------
     def _process_request(self, ws: ServerConnection, request: Request) -> Response | None:
         path = request.path.split("?")[0]

@@ -67,6 +67,7 @@ class ApiKey:
     id: int
     username: str
     secret: str = field(repr=False)
+    revoked: bool = False  # TrueNAS keeps a revoked key's entry; logins with it fail
 
     @property
     def raw(self) -> str:

@@ -77,6 +77,14 @@ class TrueNasHandle:
     def drop_connections(self) -> int:
         return self.call(self.simulator.drop_connections)
 
+    def deauthenticate_sessions(self, *, forget_subscriptions: bool = False) -> int:
+        """End every session's login, sockets kept (see the simulator's method)."""
+        return self.call(lambda: self.simulator.deauthenticate_sessions(
+            forget_subscriptions=forget_subscriptions))  # fmt: skip
+
+    def revoke_api_key(self, key_id: int) -> int:
+        return self.call(lambda: self.simulator.revoke_api_key(key_id))
+
     def advance(self, seconds: float) -> None:
         """Jump simulated time forward (jobs finish sooner)."""
         self.call(lambda: self.simulator.clock.advance(seconds))

@@ -277,17 +277,19 @@ async def list_pools(ctx: OpContext, p: NoParams) -> PoolList:
     """List resource pools: id, comment and members (guests with vmid/node, storages)."""
     raw = await ctx.pve.cached_get("/pools")
     inventory = await ctx.service.inventory()
+    # `GET /pools` lists no members (members come per pool, `?poolid=`): the guests' `pool`
+    # field from the one /cluster/resources call gives them without a request per pool.
+    guests_of: dict[str, list[PoolMember]] = {}
+    for g in inventory.guests:
+        if g.pool:
+            member = PoolMember(id=f"{g.kind}/{g.vmid}", type=g.kind, node=g.node, vmid=g.vmid)
+            guests_of.setdefault(g.pool, []).append(member)
     pools: list[PoolInfo] = []
     for item in raw or []:
         poolid = str(item.get("poolid"))
         members_raw = item.get("members")
         if members_raw is None:
-            # Older servers list members only per pool: derive them from the inventory.
-            members = [
-                PoolMember(id=f"{g.kind}/{g.vmid}", type=g.kind, node=g.node, vmid=g.vmid)
-                for g in inventory.guests
-                if g.pool == poolid
-            ]
+            members = guests_of.get(poolid, [])
         else:
             members = [PoolMember.model_validate(m) for m in members_raw]
         pools.append(

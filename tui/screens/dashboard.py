@@ -26,6 +26,7 @@ from tui.widgets.guest_table import GuestTable
 from tui.widgets.lazy_view import LazyView
 from tui.widgets.node_table import NodeTable
 from tui.widgets.pool_tree import PoolTree
+from tui.widgets.repaint import set_tab_label, update_static
 from tui.widgets.storage_view import StorageView
 from tui.widgets.tasks_view import TasksView
 from tui.widgets.truenas_guests import truenas_vm_detail
@@ -121,6 +122,24 @@ class DashboardScreen(Screen[None]):
         self.query_one("#guest-filter", Input).display = False
         self.call_after_refresh(self.focus_view, "guests")
 
+    #: the footer's keys as last published by ``update_bindings`` (None: unknown)
+    _bindings_shown: list[tuple[object, ...]] | None = None
+
+    def refresh_bindings(self) -> None:
+        self._bindings_shown = None  # asked for by Textual or a widget: state unknown
+        super().refresh_bindings()
+
+    def update_bindings(self) -> None:
+        """``refresh_bindings``, only when the keys the footer shows changed.
+
+        The footer rebuilds all its keys on each refresh_bindings (tens of milliseconds), and
+        every dashboard refresh re-selects the guest under the cursor.
+        """
+        shown = [(key, *binding) for key, binding in self.active_bindings.items()]
+        if shown != self._bindings_shown:
+            self.refresh_bindings()
+            self._bindings_shown = shown
+
     # ------------------------------------------------------------------ data down
 
     @property
@@ -136,13 +155,13 @@ class DashboardScreen(Screen[None]):
         truenas_vms = snapshot.truenas.vms if snapshot.truenas is not None else ()
         self.guest_table.show(inventory.guests, truenas_vms)
         views = self.query_one(TabbedContent)
-        views.get_tab("guests").label = f"Guests ({len(inventory.guests) + len(truenas_vms)})"
+        set_tab_label(views, "guests", f"Guests ({len(inventory.guests) + len(truenas_vms)})")
         self.query_one(NodeTable).show(inventory.nodes, inventory.guests)
         if snapshot.pve:
-            views.get_tab("nodes").label = f"Nodes ({len(inventory.nodes)})"
+            set_tab_label(views, "nodes", f"Nodes ({len(inventory.nodes)})")
         if snapshot.pools is not None:
             self.query_one(PoolTree).show(snapshot.pools, inventory.guests)
-            views.get_tab("pools").label = f"Pools ({len(snapshot.pools)})"
+            set_tab_label(views, "pools", f"Pools ({len(snapshot.pools)})")
         self.reload_active_view()
 
     @on(GuestTable.Selected)
@@ -152,12 +171,12 @@ class DashboardScreen(Screen[None]):
         if event.guest is not None:
             self.query_one(GuestDetail).show(event.guest)
         elif truenas_vm is not None:
-            self.query_one(GuestDetail).update(truenas_vm_detail(truenas_vm))
+            update_static(self.query_one(GuestDetail), truenas_vm_detail(truenas_vm))
         elif table.guests and table.filter_text:
             self.query_one(GuestDetail).show(None, f"No guest matches “{table.filter_text}”.")
         elif table.guests:
             self.query_one(GuestDetail).show(None)
-        self.refresh_bindings()
+        self.update_bindings()
 
     # ------------------------------------------------------------------ views
 

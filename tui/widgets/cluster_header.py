@@ -9,6 +9,8 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Static
 
+from tui.widgets.repaint import update_static
+
 
 class ClusterHeader(Vertical):
     """Attributes down: the app calls ``show_connected`` / ``show_error`` / ``show_activity``."""
@@ -46,12 +48,12 @@ class ClusterHeader(Vertical):
     def show_connected(self, when: datetime, cluster_name: str | None, summary: str) -> None:
         self.cluster_name = cluster_name or self.cluster_name
         self.summary = summary
-        self.query_one("#header-title", Static).update(self._title())
-        self.query_one("#header-summary", Static).update(summary)
+        update_static(self.query_one("#header-title", Static), self._title())
+        update_static(self.query_one("#header-summary", Static), summary)
         state = Text("● ", style="bold green")
         state.append(f"connected · {when:%H:%M:%S}")
         self._set_state(state)
-        self.query_one("#header-error", Static).update("")
+        update_static(self.query_one("#header-error", Static), "")
         self.remove_class("-error")
 
     def show_error(self, when: datetime, kind: str, message: str) -> None:
@@ -65,13 +67,13 @@ class ClusterHeader(Vertical):
         self.activity = activity
         self.query_one("#header-state", Static).set_class(activity is not None, "-busy")
         if activity is not None:
-            self.query_one("#header-state", Static).update(Text(f"⟳ {activity}"))
+            update_static(self.query_one("#header-state", Static), Text(f"⟳ {activity}"))
         elif self._last_state is not None:
-            self.query_one("#header-state", Static).update(self._last_state)
+            update_static(self.query_one("#header-state", Static), self._last_state)
 
     _last_state: Text | None = None
 
     def _set_state(self, state: Text) -> None:
         self._last_state = state
         if self.activity is None:
-            self.query_one("#header-state", Static).update(state)
+            update_static(self.query_one("#header-state", Static), state)

@@ -9,6 +9,7 @@ from textual.widgets import Static
 
 from core.models import Guest
 from tui.formatting import percent, short_bytes, status_text, uptime, used_of
+from tui.widgets.repaint import update_static
 
 
 def _share(used: int, total: int) -> str:
@@ -43,6 +44,6 @@ class GuestDetail(Static):
 
     def show(self, guest: Guest | None, why: str = "No guest selected.") -> None:
         if guest is None:
-            self.update(Text(why, style="dim italic"))
+            update_static(self, Text(why, style="dim italic"))
         else:
-            self.update(detail_view(guest, hint="enter: details"))
+            update_static(self, detail_view(guest, hint="enter: details"))

@@ -1,0 +1,188 @@
+"""KeyedTable repaints only what changed, and what it paints is what a fresh table paints.
+
+In-place updates keep DataTable's render caches and drop only the entries of changed
+cells (see ``tui/widgets/keyed_table.py``). These tests hold that to the only standard
+that matters: after any sequence of updates, scrolls, sorts and filters, every line of the
+table is segment for segment what a table built from scratch with the final rows paints.
+They also count the rows rendered again, so the saving cannot quietly disappear.
+No simulator is involved: the table is fed rows directly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from rich.text import Text
+from textual.app import App, ComposeResult
+from textual.geometry import Region
+
+from tui.widgets.keyed_table import Cell, KeyedTable
+
+SIZE = (70, 16)
+
+
+class Table(KeyedTable):
+    COLUMNS = (("key", "Key"), ("name", "Name"), ("cpu", "CPU"), ("state", "State"))
+    initial_sort = ("key", False)
+
+    order_reverse = False
+
+    def after_sync(self) -> None:
+        self.sort_rows(lambda key: int(key), reverse=self.order_reverse)
+
+
+class TableApp(App[None]):
+    def __init__(self, rows: Mapping[str, Sequence[Cell]]) -> None:
+        super().__init__()
+        self.initial = rows
+
+    def compose(self) -> ComposeResult:
+        yield Table()
+
+    def on_mount(self) -> None:
+        self.query_one(Table).sync_rows(self.initial)
+
+
+def rows(count: int, *, cpu_of: Any = lambda n: n % 7, skip: frozenset[int] = frozenset()
+         ) -> dict[str, tuple[Cell, ...]]:  # fmt: skip
+    return {
+        str(n): (str(n), Text(f"guest-{n}", style="italic" if n % 5 == 0 else ""),
+                 f"{cpu_of(n):.1f}%", "[green]running[/]" if n % 3 else "stopped")
+        for n in range(1, count + 1) if n not in skip
+    }  # fmt: skip
+
+
+def painted(table: Table) -> list[list[tuple[str, Any]]]:
+    """What the compositor gets for every visible line: each segment's text and style."""
+    width, height = table.size
+    strips = table.render_lines(Region(0, 0, width, height))
+    return [[(segment.text, segment.style) for segment in strip] for strip in strips]
+
+
+async def fresh_paint(
+    final: Mapping[str, Sequence[Cell]], *, scroll_y: int = 0, cursor_row: int = 0,
+    reverse: bool = False,
+) -> list[list[tuple[str, Any]]]:  # fmt: skip
+    app = TableApp({})
+    async with app.run_test(size=SIZE) as pilot:
+        table = app.query_one(Table)
+        table.order_reverse = reverse
+        table.sync_rows(final)
+        await pilot.pause()
+        table.move_cursor(row=cursor_row, animate=False)
+        table.scroll_to(y=scroll_y, animate=False)
+        await pilot.pause()
+        return painted(table)
+
+
+class RenderCount:
+    """Counts the rows DataTable renders anew (its row cache grows) on one table."""
+
+    def __init__(self, table: Table) -> None:
+        self.rows: list[str] = []
+        original = table._render_line_in_row
+
+        def counting(row_key: Any, *args: Any, **kwargs: Any) -> Any:
+            before = len(table._row_render_cache)
+            result = original(row_key, *args, **kwargs)
+            if len(table._row_render_cache) > before and row_key in table._data:
+                self.rows.append(row_key.value)
+            return result
+
+        table._render_line_in_row = counting  # type: ignore[method-assign]
+
+
+async def test_updating_cells_in_place_paints_what_a_fresh_table_paints() -> None:
+    app = TableApp(rows(40))
+    # changes of the same widths (the caches are kept), then wider cells, then back
+    states = [rows(40, cpu_of=lambda n: n % 7 + 0.5),
+              rows(40, cpu_of=lambda n: n % 7 + 0.3),
+              rows(40, cpu_of=lambda n: 100.0 if n == 4 else n % 7),
+              rows(40, cpu_of=lambda n: n % 7 + 0.5)]  # fmt: skip
+    seen = []
+    async with app.run_test(size=SIZE) as pilot:
+        table = app.query_one(Table)
+        await pilot.pause()
+        painted(table)  # the caches hold every visible row
+        for state in states:
+            table.sync_rows(state)
+            await pilot.pause()
+            seen.append(painted(table))
+        assert table.sync_stats["added"] == 40 and table.sync_stats["updated"] > 0
+        assert table.cursor_row == 0
+    for state, now in zip(states, seen, strict=True):
+        assert now == await fresh_paint(state)
+
+
+async def test_updates_while_scrolled_and_after_removals_and_a_reorder() -> None:
+    app = TableApp(rows(60))
+    async with app.run_test(size=SIZE) as pilot:
+        table = app.query_one(Table)
+        await pilot.pause()
+        table.scroll_to(y=25, animate=False)
+        await pilot.pause()
+        table.sync_rows(rows(60, cpu_of=lambda n: n % 4))  # rows above, in and below the window
+        await pilot.pause()
+        table.sync_rows(rows(60, cpu_of=lambda n: n % 4, skip=frozenset({2, 30})))
+        await pilot.pause()
+        table.order_reverse = True
+        final = rows(60, cpu_of=lambda n: n % 9, skip=frozenset({2, 30}))
+        table.sync_rows(final)
+        await pilot.pause()
+        table.scroll_to(y=25, animate=False)
+        await pilot.pause()
+        now, scroll_y = painted(table), int(table.scroll_y)
+    assert now == await fresh_paint(final, scroll_y=scroll_y, reverse=True)
+
+
+async def test_a_change_in_one_row_renders_that_row_again_and_no_other() -> None:
+    first = rows(40)
+    app = TableApp(first)
+    async with app.run_test(size=SIZE) as pilot:
+        table = app.query_one(Table)
+        await pilot.pause()
+        painted(table)  # the caches hold every visible row
+        count = RenderCount(table)
+        changed = dict(first)
+        changed["5"] = ("5", Text("guest-5", style="italic"), "9.9%", "stopped")
+        table.sync_rows(changed)
+        await pilot.pause()
+        assert count.rows == ["5"]
+        table.sync_rows(changed)  # nothing changed: nothing rendered
+        await pilot.pause()
+        assert count.rows == ["5"]
+        below = dict(changed)
+        below["39"] = ("39", Text("guest-39"), "1.0%", "stopped")  # outside the window
+        table.sync_rows(below)
+        await pilot.pause()
+        assert count.rows == ["5"]
+        table.scroll_end(animate=False)
+        await pilot.pause()
+        assert "39" in count.rows  # painted fresh once it comes into view
+        now, scroll_y = painted(table), int(table.scroll_y)
+        table.scroll_home(animate=False)
+        await pilot.pause()
+        top = painted(table)
+    assert now == await fresh_paint(below, scroll_y=scroll_y)
+    assert top == await fresh_paint(below)
+
+
+async def test_a_new_sort_order_or_a_wider_column_repaints_every_row() -> None:
+    app = TableApp(rows(12))
+    async with app.run_test(size=SIZE) as pilot:
+        table = app.query_one(Table)
+        await pilot.pause()
+        count = RenderCount(table)
+        wider = rows(12)
+        wider["3"] = ("3", Text("a much longer guest name"), "0.0%", "stopped")
+        table.sync_rows(wider)
+        await pilot.pause()
+        assert sorted(count.rows, key=int) == [str(n) for n in range(1, 13)]
+        table.order_reverse = True
+        count.rows.clear()
+        table.sync_rows(wider)
+        await pilot.pause()
+        assert sorted(count.rows, key=int) == [str(n) for n in range(1, 13)]
+        now = painted(table)
+    assert now == await fresh_paint(wider, reverse=True)

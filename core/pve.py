@@ -625,4 +625,9 @@ def _raise_for_response(response: httpx.Response, method: str, path: str, auth: 
             + ("labdeck retried within its budget; " if method == "GET" else "")
             + "try again in a moment.",
         )
-    raise ServerError(f"{what} failed: {message}.", status=status)
+    internal = "The server failed internally (the node's journal says why: journalctl -u pvedaemon)"
+    raise ServerError(
+        f"{what} failed: {message}.",
+        status=status,
+        hint=f"{internal}; try again later." if method == "GET" else f"{internal}. {_CHECK_TASKS}",
+    )

@@ -186,3 +186,27 @@ async def test_a_new_sort_order_or_a_wider_column_repaints_every_row() -> None:
         assert sorted(count.rows, key=int) == [str(n) for n in range(1, 13)]
         now = painted(table)
     assert now == await fresh_paint(wider, reverse=True)
+
+
+# ------------------------------------------------------------------ guest rows, made again
+
+
+def test_a_guest_row_is_drawn_again_only_where_its_inputs_changed() -> None:
+    from core.models import Guest
+    from tui.widgets.guest_table import guest_cells
+
+    guest = Guest(vmid=101, name="web-1", node="pve1", kind="qemu", status="running",
+                  cpu=0.25, mem=2 << 30, maxmem=4 << 30, maxdisk=0, uptime=3600,
+                  tags=["web"], pool="prod", template=False)  # fmt: skip
+    first = guest_cells(guest)
+    assert guest_cells(guest.model_copy(), first) is first  # nothing moved: the same row
+    busier = guest.model_copy(update={"cpu": 0.5, "uptime": 3700})
+    inputs, cells = guest_cells(busier, first)
+    fresh_inputs, fresh_cells = guest_cells(busier)
+    assert (inputs, cells) == (fresh_inputs, fresh_cells)  # as if drawn from scratch
+    moved = [i for i, (old, new) in enumerate(zip(first[1], cells, strict=True)) if old is not new]
+    assert moved == [4, 6]  # CPU and uptime only; the others are the same objects
+    stopped = busier.model_copy(update={"status": "stopped"})
+    _, cells = guest_cells(stopped, (inputs, cells))
+    assert cells == guest_cells(stopped)[1]
+    assert cells[4] == "-" and cells[5] == "-"

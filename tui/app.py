@@ -460,8 +460,9 @@ class LabdeckApp(App[None]):
         tree = self.dashboard.query_one(PoolTree)
         branch = next((b for b in tree.root.children if b.data == poolid), None)
         if branch is not None:
-            tree.move_cursor(branch)
-            tree.scroll_to_node(branch, animate=False)
+            # a tree just brought in step places its branches on lines at its next refresh
+            tree.call_after_refresh(tree.move_cursor, branch)
+            tree.call_after_refresh(tree.scroll_to_node, branch, animate=False)
 
     def pick_guest(self, action: str | None) -> None:
         """A second palette listing the guests ``action`` applies to (None: any, to jump)."""

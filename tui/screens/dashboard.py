@@ -13,7 +13,7 @@ from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import DataTable, Footer, Input, TabbedContent, TabPane
 
-from core.models import Guest
+from core.models import Guest, PoolInfo
 from tui.data import POWER_ACTIONS, ClusterSnapshot
 from tui.screens.guest_screen import GuestScreen
 from tui.screens.node_screen import NodeScreen
@@ -135,7 +135,7 @@ class DashboardScreen(Screen[None]):
         The footer rebuilds all its keys on each refresh_bindings (tens of milliseconds), and
         every dashboard refresh re-selects the guest under the cursor.
         """
-        shown = [(key, *binding) for key, binding in self.active_bindings.items()]
+        shown: list[tuple[object, ...]] = [(key, *b) for key, b in self.active_bindings.items()]
         if shown != self._bindings_shown:
             self.refresh_bindings()
             self._bindings_shown = shown
@@ -160,9 +160,21 @@ class DashboardScreen(Screen[None]):
         if snapshot.pve:
             set_tab_label(views, "nodes", f"Nodes ({len(inventory.nodes)})")
         if snapshot.pools is not None:
-            self.query_one(PoolTree).show(snapshot.pools, inventory.guests)
+            self._pools_to_show = (snapshot.pools, inventory.guests)
             set_tab_label(views, "pools", f"Pools ({len(snapshot.pools)})")
+            if self.active_view == "pools":
+                self._show_pools()
         self.reload_active_view()
+
+    #: the latest pools and guests, until the Pools tab shows them
+    _pools_to_show: tuple[list[PoolInfo], list[Guest]] | None = None
+
+    def _show_pools(self) -> None:
+        """Bring the pool tree in step, once it is to be seen: kept in step while hidden,
+        200 pools of 5,000 guests cost a dashboard refresh more than its guest table."""
+        if self._pools_to_show is not None:
+            self.query_one(PoolTree).show(*self._pools_to_show)
+            self._pools_to_show = None
 
     @on(GuestTable.Selected)
     def show_selected(self, event: GuestTable.Selected) -> None:
@@ -186,6 +198,8 @@ class DashboardScreen(Screen[None]):
 
     def show_view(self, view: str) -> None:
         self.query_one(TabbedContent).active = view
+        if view == "pools":
+            self._show_pools()
         self.focus_view(view)
 
     def focus_view(self, view: str) -> None:
@@ -221,6 +235,8 @@ class DashboardScreen(Screen[None]):
 
     @on(TabbedContent.TabActivated, "#views")
     def _tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        if event.pane.id == "pools":
+            self._show_pools()
         if event.pane.id is not None:
             self.focus_view(event.pane.id)
             self.reload_active_view()

@@ -123,11 +123,16 @@ class KeyedTable(DataTable[Cell]):
             self.put_cursor_on(keep)
 
     def _update_row(self, key: str, old: tuple[Cell, ...], new: tuple[Cell, ...]) -> list[str]:
-        """Write the changed cells of one row into DataTable's data; returns their columns."""
+        """Write the changed cells of one row into DataTable's data; returns their columns.
+
+        A cell object handed in again (see ``CellMemo``) is unchanged without comparing it.
+        """
+        if old is new:
+            return []
         row = self._data[RowKey(key)]
         changed = []
         for column, before, after in zip(self.column_keys, old, new, strict=True):
-            if before != after:
+            if before is not after and before != after:
                 row[ColumnKey(column)] = after
                 widths = self._widths[column]
                 widths[cell_width(before)] -= 1
@@ -141,24 +146,28 @@ class KeyedTable(DataTable[Cell]):
 
         Rows here are one line high, so a row's index is its line below the header (and
         DataTable's ``refresh_row``, which adds up the heights of the rows above, is not
-        needed); only rows in the window are repainted.
+        needed). The work is bounded by the caches (what was painted) and the window, not
+        by the rows that changed: thousands may, a few dozen are on screen.
         """
-        cells = {(RowKey(key), ColumnKey(column)) for key, columns in changed.items()
-                 for column in columns}  # fmt: skip
-        rows = {RowKey(key) for key in changed}
-        indexes = {self._row_locations.get(row) for row in rows}
         top = self.header_height if self.show_header else 0
-        lines = {top + index for index in indexes if index is not None}
-        _discard(self._cell_render_cache, lambda key: (key[0], key[1]) in cells)
-        _discard(self._row_render_cache, lambda key: key[0] in rows)
-        _discard(self._row_renderable_cache, lambda key: key[1] in indexes)
-        _discard(self._line_cache, lambda key: key[0] in lines)
-        window = self.window_region
+        key_at = self._row_locations.get_key
+
+        def changed_at(index: int) -> bool:
+            row = key_at(index)
+            return row is not None and row.value in changed
+
+        def cell_changed(key: Any) -> bool:  # (row key, column key, ...); no column: a label
+            return getattr(key[1], "value", None) in changed.get(key[0].value, ())
+
+        _discard(self._cell_render_cache, cell_changed)
+        _discard(self._row_render_cache, lambda key: key[0].value in changed)
+        _discard(self._row_renderable_cache, lambda key: changed_at(key[1]))
+        _discard(self._line_cache, lambda key: changed_at(key[0] - top))
         width = max(self.size.width, self.virtual_size.width)
-        for line in sorted(lines):
-            row = Region(0, line, width, 1)
-            if window.overlaps(row):
-                self.refresh(row.translate(-self.scroll_offset))
+        first = int(self.scroll_y)
+        for index in range(first, min(first + self.size.height, self.row_count)):
+            if changed_at(index):
+                self.refresh(Region(0, top + index - first, width, 1))
 
     def _count_widths(self, cells: Sequence[Cell], step: int) -> None:
         for column, cell in zip(self.column_keys, cells, strict=True):

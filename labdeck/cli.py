@@ -6,10 +6,12 @@ Imports are lazy so that ``labdeck --help`` and ``labdeck ops`` start fast.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import gc
 import json
 import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from labdeck import __version__
@@ -265,6 +267,25 @@ def _dashboard_options(tui: TuiSettings) -> dict[str, Any]:
     }
 
 
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector around big imports, then freeze what they made.
+
+    An import makes hundreds of thousands of objects (modules, classes, pydantic schemas) that
+    live as long as the process; the collector keeps walking them while they are made, for
+    nothing (about a sixth of the MCP SDK's import). Frozen, later collections skip them too,
+    as ``core.service.freeze_long_lived`` does for what a dashboard or server loads later.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        if was_enabled:
+            gc.enable()
+
+
 def _audit_log() -> Any:
     from core.audit import AuditLog
     from core.config import state_dir
@@ -336,8 +357,11 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _cmd_mcp(args: argparse.Namespace) -> int:
-    from core.service import Labdeck
-
+    # Only the MCP SDK and the settings are imported before `initialize` is answered; the
+    # core's operations and clients come with the first tool listed or called (issue #7).
+    with _collector_paused():
+        import core.config  # noqa: F401  (pydantic-settings)
+        import mcp_server
     token = None
     if args.transport == "streamable-http":
         from mcp_server.http import resolve_token
@@ -355,6 +379,8 @@ def _cmd_mcp(args: argparse.Namespace) -> int:
 
     def factory_for(profile: Profile) -> Callable[[], Labdeck]:
         def factory() -> Labdeck:
+            from core.service import Labdeck
+
             return Labdeck(
                 profile,
                 face="mcp",
@@ -370,8 +396,11 @@ def _cmd_mcp(args: argparse.Namespace) -> int:
     factories = {profile.name: factory_for(profile) for profile in profiles}
     allow_writes = args.allow_writes or any(p.policy.allow_writes for p in profiles)
     try:
-        import mcp_server
-
+        for profile in profiles:
+            if profile.policy.allow_operations is not None:
+                # the service checks the names against the catalogue: a typo stops the server
+                # now, with the error, rather than failing every tool call later
+                factories[profile.name]()
         mcp_server.run(
             factories[profiles[0].name],
             clusters=factories,

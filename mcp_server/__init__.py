@@ -38,7 +38,9 @@ def run(
     ``clusters`` (profile name -> factory) are the clusters besides the default one that
     tools reach through their ``cluster`` argument (see ``build_server``).
     ``streamable-http`` serves ``http://host:port/mcp`` and requires ``token`` (the bearer
-    token clients must send); it is refused without one.
+    token clients must send); it is refused without one. Over stdio the tools are generated
+    when the client first lists them, so ``initialize`` is answered quickly (a client starts
+    a stdio server each time it starts); a long-running HTTP server generates them at start.
     """
     from core.errors import ConfigError
 
@@ -52,7 +54,9 @@ def run(
         from mcp_server import http
 
         checked = http.check_token(token)  # before anything is built or bound
-        server = build_server(service_factory, allow_writes=allow_writes, clusters=clusters)
+        server = build_server(
+            service_factory, allow_writes=allow_writes, clusters=clusters, tools_on_first_use=False
+        )
         http.serve(server, token=checked, host=host, port=port)
         return
     build_server(service_factory, allow_writes=allow_writes, clusters=clusters).run("stdio")

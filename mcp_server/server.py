@@ -7,7 +7,9 @@ policy, confirmation rule and audit trail as the dashboard and ``labdeck call``.
 
 This module deliberately has no ``from __future__ import annotations``: the SDK reads the
 generated functions' annotations at registration, and they refer to per-operation objects
-(the result model, the resolver) that only exist in a closure.
+(the result model, the resolver) that only exist in a closure. Annotations naming core types
+are quoted instead: the core (every operation's models, the HTTP and TrueNAS clients) is
+imported when the first tool is generated or called, not before ``initialize`` is answered.
 """
 
 import json
@@ -17,7 +19,8 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Annotated, Any, get_args, get_origin
+from functools import partial
+from typing import TYPE_CHECKING, Annotated, Any, get_args, get_origin
 
 from mcp.server import MCPServer
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
@@ -33,14 +36,16 @@ from mcp.server.mcpserver import (
 from mcp.server.mcpserver.exceptions import ResourceError, ToolError
 from mcp.server.mcpserver.prompts import Prompt
 from mcp.server.mcpserver.resources import FunctionResource, Resource
-from mcp.server.mcpserver.tools import Tool
+from mcp.server.mcpserver.tools import Tool, ToolManager
 from mcp.server.mcpserver.utilities.func_metadata import ArgModelBase
 from mcp_types import Annotations, CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from core.errors import ConfirmationRequired, LabdeckError, PolicyDenied
-from core.ops import Operation, catalogue
-from core.service import Labdeck, parse_params
+
+if TYPE_CHECKING:
+    from core.ops import Operation
+    from core.service import Labdeck
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +56,7 @@ RESTART_WITH_WRITES = "labdeck mcp --allow-writes"
 # ---------------------------------------------------------------- shared state
 
 
-ServiceFactory = Callable[[], Labdeck]
+ServiceFactory = Callable[[], "Labdeck"]
 
 
 @dataclass(slots=True)
@@ -61,13 +66,13 @@ class ServerState:
 
     default: str
     factories: Mapping[str, ServiceFactory]
-    labs: dict[str, Labdeck] = field(default_factory=dict)
+    labs: "dict[str, Labdeck]" = field(default_factory=dict)
 
     @property
-    def lab(self) -> Labdeck:
+    def lab(self) -> "Labdeck":
         return self.for_cluster(None)
 
-    def for_cluster(self, cluster: str | None) -> Labdeck:
+    def for_cluster(self, cluster: str | None) -> "Labdeck":
         name = self.default if cluster is None else cluster
         lab = self.labs.get(name)
         if lab is None:
@@ -85,7 +90,9 @@ def _state(ctx: Context) -> ServerState:
     return state
 
 
-def _split_cluster(state: ServerState, arguments: dict[str, Any]) -> tuple[Labdeck, dict[str, Any]]:
+def _split_cluster(
+    state: ServerState, arguments: dict[str, Any]
+) -> "tuple[Labdeck, dict[str, Any]]":
     """The service of the cluster the call names (``cluster``), and the other arguments.
 
     ``cluster`` is published only when the server has several clusters; naming an unknown
@@ -126,10 +133,10 @@ def _lifespan(
 ) -> Callable[[MCPServer[ServerState]], Any]:
     @asynccontextmanager
     async def lifespan(_server: MCPServer[ServerState]) -> AsyncIterator[ServerState]:
-        # Building a service never touches the network (its client is created on the
-        # first call), so the server answers initialize and tools/list with the cluster down.
+        # Each cluster's service is built on its first use (and its client on its first
+        # call): initialize and tools/list are answered without the core's clients, and with
+        # the cluster down.
         state = ServerState(default, factories)
-        state.for_cluster(None)
         try:
             yield state
         finally:
@@ -147,7 +154,7 @@ def _is_container(annotation: Any) -> bool:
     return any(_is_container(arg) for arg in get_args(annotation))
 
 
-def _arguments_model(op: Operation) -> type[ArgModelBase]:
+def _arguments_model(op: "Operation") -> type[ArgModelBase]:
     """The SDK-side argument model: passes the raw arguments on for the core to parse.
 
     Validation is the core's (``parse_params``), so an agent reads the same field-by-field
@@ -203,7 +210,7 @@ def compact_schema(node: Any) -> Any:
     return node
 
 
-def _input_schema(op: Operation, clusters: Sequence[str] = ()) -> dict[str, Any]:
+def _input_schema(op: "Operation", clusters: Sequence[str] = ()) -> dict[str, Any]:
     schema: dict[str, Any] = compact_schema(op.params.model_json_schema(by_alias=True))
     if len(clusters) > 1:
         schema.setdefault("properties", {})["cluster"] = {
@@ -217,7 +224,7 @@ def _input_schema(op: Operation, clusters: Sequence[str] = ()) -> dict[str, Any]
 # ---------------------------------------------------------------- descriptions
 
 
-def _description(op: Operation, *, allow_writes: bool) -> str:
+def _description(op: "Operation", *, allow_writes: bool) -> str:
     parts = [op.description]
     if op.read_only:
         parts.append(f"Read-only: changes nothing on the {_SYSTEM[op.backend]}.")
@@ -239,7 +246,7 @@ def _description(op: Operation, *, allow_writes: bool) -> str:
     return " ".join(parts)
 
 
-def _annotations(op: Operation) -> ToolAnnotations:
+def _annotations(op: "Operation") -> ToolAnnotations:
     return ToolAnnotations(
         read_only_hint=op.read_only,
         # the spec's default for a write is "destructive"; say so only when it is
@@ -280,7 +287,7 @@ def _client_can_elicit(ctx: Context) -> bool:
     return elicitation is not None and (elicitation.form is not None or elicitation.url is None)
 
 
-def _cli_line(op: Operation, params: BaseModel) -> str:
+def _cli_line(op: "Operation", params: BaseModel) -> str:
     words = ["labdeck", "call", op.name]
     for name, value in params.model_dump(mode="json", exclude_unset=True).items():
         text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
@@ -288,7 +295,7 @@ def _cli_line(op: Operation, params: BaseModel) -> str:
     return " ".join([*words, "--allow-writes", "--yes"])
 
 
-async def _target(lab: Labdeck, op: Operation, arguments: dict[str, Any]) -> str:
+async def _target(lab: "Labdeck", op: "Operation", arguments: dict[str, Any]) -> str:
     """Run the core's checks (audited when they refuse); a sentence naming the target."""
     guest = await lab.preflight(op, arguments)
     if guest is None:
@@ -297,12 +304,12 @@ async def _target(lab: Labdeck, op: Operation, arguments: dict[str, Any]) -> str
     return f"{label} {guest.vmid} ({guest.name}) on node {guest.node}"
 
 
-def _cluster_note(state: ServerState, lab: Labdeck) -> str:
+def _cluster_note(state: ServerState, lab: "Labdeck") -> str:
     """`` of cluster NAME`` when the server has several: the person must know which."""
     return f" of cluster {lab.profile.name}" if len(state.factories) > 1 else ""
 
 
-def _confirmation_resolver(op: Operation) -> Callable[..., Any]:
+def _confirmation_resolver(op: "Operation") -> Callable[..., Any]:
     async def confirmation(ctx: Context, arguments: dict[str, Any]) -> Elicit[Confirm] | NotAsked:
         lab, arguments = _split_cluster(_state(ctx), arguments)
         if not lab.policy.allow_writes:
@@ -326,12 +333,14 @@ def _confirmation_resolver(op: Operation) -> Callable[..., Any]:
 
 
 def _refusal(
-    op: Operation, outcome: ElicitationResult[Any] | None, arguments: dict[str, Any]
+    op: "Operation", outcome: ElicitationResult[Any] | None, arguments: dict[str, Any]
 ) -> str:
     """Why a confirmation-needing call did not run, and what would let it run."""
     nothing = "Nothing was changed."
     unasked = outcome.data if isinstance(outcome, AcceptedElicitation) else None
     if isinstance(unasked, NotAsked) and unasked.reason == NO_ELICITATION:
+        from core.service import parse_params
+
         try:
             cli = _cli_line(op, parse_params(op, arguments))
         except LabdeckError:
@@ -361,7 +370,7 @@ def _result(model: BaseModel) -> CallToolResult:
 
 
 async def _run(
-    op: Operation,
+    op: "Operation",
     ctx: Context,
     arguments: dict[str, Any],
     *,
@@ -391,7 +400,7 @@ async def _run(
     return _result(result)
 
 
-def _tool(op: Operation, *, allow_writes: bool, clusters: Sequence[str] = ()) -> Tool:
+def _tool(op: "Operation", *, allow_writes: bool, clusters: Sequence[str] = ()) -> Tool:
     returns = Annotated[CallToolResult, op.result]
 
     if op.confirm:
@@ -430,6 +439,65 @@ def _tool(op: Operation, *, allow_writes: bool, clusters: Sequence[str] = ()) ->
     if tool.fn_metadata.output_schema is not None:
         tool.fn_metadata.output_schema = compact_schema(tool.fn_metadata.output_schema)
     return tool
+
+
+def _tools(*, allow_writes: bool, clusters: Sequence[str]) -> list[Tool]:
+    """One tool per catalogue operation, in the catalogue's order."""
+    from core.ops import catalogue
+
+    return [_tool(op, allow_writes=allow_writes, clusters=clusters) for op in catalogue().values()]
+
+
+class ToolsOnFirstUse(ToolManager):
+    """The SDK's tool manager, filled by ``generate`` the first time any tool is asked for.
+
+    Generating the tools (a pydantic model and two JSON schemas for each operation, and the
+    whole core imported for the operations) takes about as long as starting a bare MCP
+    server; done at start-up it delayed the answer to ``initialize`` (issue #7). Clients list
+    the tools right after ``initialize``, so they are generated then: the same tools, byte
+    for byte (tests/test_mcp_startup.py compares them with ones generated up front).
+
+    Every method of the manager is delegated to a plain ``ToolManager`` built on first use,
+    so whatever the SDK asks of its manager (list, get, call, add, remove) sees every tool.
+    """
+
+    def __init__(
+        self, generate: Callable[[], list[Tool]], *, warn_on_duplicate_tools: bool
+    ) -> None:
+        super().__init__(warn_on_duplicate_tools)
+        self._generate = generate
+        self._manager: ToolManager | None = None
+
+    @property
+    def generated(self) -> bool:
+        return self._manager is not None
+
+    def tools(self) -> ToolManager:
+        """The manager holding every tool, generated on the first call."""
+        if self._manager is None:
+            self._manager = ToolManager(self.warn_on_duplicate_tools, tools=self._generate())
+        return self._manager
+
+    def get_tool(self, name: str) -> Tool | None:
+        return self.tools().get_tool(name)
+
+    def list_tools(self) -> list[Tool]:
+        return self.tools().list_tools()
+
+    def add_tool(self, *args: Any, **kwargs: Any) -> Tool:
+        return self.tools().add_tool(*args, **kwargs)
+
+    def remove_tool(self, name: str) -> None:
+        self.tools().remove_tool(name)
+
+    async def call_tool(
+        self,
+        name: str,
+        arguments: dict[str, Any],
+        context: Context[Any, Any],
+        convert_result: bool = False,
+    ) -> Any:
+        return await self.tools().call_tool(name, arguments, context, convert_result)
 
 
 # ---------------------------------------------------------------- resources
@@ -553,18 +621,23 @@ def build_server(
     *,
     allow_writes: bool,
     clusters: Mapping[str, ServiceFactory] | None = None,
+    tools_on_first_use: bool = True,
 ) -> MCPServer:
     """An MCP server exposing every catalogue operation as a tool.
 
     Besides the tools: the resource ``labdeck://inventory`` (the default cluster at a glance)
     and the prompt ``health_report`` (a guided, read-only health check).
 
-    ``service_factory`` builds the default cluster's ``Labdeck`` (in the lifespan; closed at
+    ``service_factory`` builds the default cluster's ``Labdeck`` (on its first use; closed at
     shutdown). ``clusters`` maps more profile names to their factories: with any, every tool
     takes an optional ``cluster`` argument naming one of them (or the default, by the name of
     its profile), each cluster under its own profile's policy. ``allow_writes`` only shapes
     the tool descriptions: each service's own policy is what refuses writes, before anything
     is sent.
+
+    The tools are generated when a client first lists or calls one (``ToolsOnFirstUse``), so
+    ``initialize`` is answered without importing the operations; ``tools_on_first_use=False``
+    generates them here (a long-running HTTP server pays at start, not on a request).
     """
     from labdeck import __version__
 
@@ -581,16 +654,25 @@ def build_server(
             f" It reaches {len(names)} clusters ({', '.join(names)}); every tool takes an "
             f"optional `cluster` argument, default {default}."
         )
-    tools = [_tool(op, allow_writes=allow_writes, clusters=names) for op in catalogue().values()]
+    generate = partial(_tools, allow_writes=allow_writes, clusters=names)
     server = MCPServer(
         SERVER_NAME,
         version=__version__,
         instructions=instructions,
-        tools=tools,
+        tools=None if tools_on_first_use else generate(),
         resources=_resources(),
         lifespan=_lifespan(default, factories),
         middleware=[_expose_state],
     )
+    if tools_on_first_use:
+        # MCPServer takes tools ready-made (tools=..., generated now) or one function at a
+        # time (add_tool, which regenerates the schemas that _tool replaces); it has no hook
+        # to generate them on demand, so its manager (a private attribute) is swapped for
+        # one that does. If a release of the SDK stops using it, the server lists no tools
+        # and the MCP tests fail.
+        server._tool_manager = ToolsOnFirstUse(
+            generate, warn_on_duplicate_tools=server.settings.warn_on_duplicate_tools
+        )
     for prompt in _prompts():
         server.add_prompt(prompt)
     return server

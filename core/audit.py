@@ -40,12 +40,23 @@ class AuditLog:
         line = {"time": datetime.now(UTC).isoformat(timespec="milliseconds"), **redact(entry)}
         data = (json.dumps(line, sort_keys=False, default=str) + "\n").encode("utf-8")
         with self._lock:
-            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            fd = self._open()
             try:
                 os.write(fd, data)
             finally:
                 os.close(fd)
+
+    def ensure_writable(self) -> None:
+        """Open the log for appending and write nothing; raises ``OSError`` as ``record`` would.
+
+        Called before a change is sent, so that no change happens its line cannot follow.
+        """
+        with self._lock:
+            os.close(self._open())
+
+    def _open(self) -> int:
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
 
     def read(self) -> list[dict[str, Any]]:
         if not self.path.exists():

@@ -277,6 +277,13 @@ class TrueNasSettings(BaseModel):
     fingerprint: str | None = Field(
         default=None, description="SHA-256 pin of the server certificate."
     )
+    timeout_s: float = Field(
+        default=60.0,
+        gt=0,
+        le=600,
+        description="Seconds to wait for the answer to one call (a job is followed beyond"
+        " it). A change that gets no answer in time may or may not have been applied.",
+    )
 
     @field_validator("fingerprint")
     @classmethod

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
@@ -27,10 +29,44 @@ from core.truenas import TrueNasClient
 if TYPE_CHECKING:
     from core.pve_ssh import PctExec
 
+log = logging.getLogger("labdeck.service")
+
 Face = str  # "cli" | "tui" | "mcp"
 #: result fields copied into the audit line
 _AUDITED_RESULT_KEYS = ("upid", "changed", "exit_code", "exited", "status_after")
 BIG_LISTING = 500  # items above which parsing moves to a worker thread
+
+
+class AuditUnwritable(ConfigError):
+    """The audit log cannot be written (its directory is not writable, its path is taken).
+
+    Raised before a change is sent, so that nothing changes unrecorded; or after a call,
+    saying how the call ended, since its line is missing from the log.
+    """
+
+
+def audit_unwritable(path: Path, exc: OSError, outcome: str) -> AuditUnwritable:
+    """The error of an audit line that could not be written; ``outcome`` says what ran."""
+    reason = exc.strerror or type(exc).__name__
+    return AuditUnwritable(
+        f"{outcome}: labdeck cannot append to its audit log {path} ({reason}).",
+        hint=f"Make {path.parent} writable by this user (and {path.name} in it a file), or "
+        "set XDG_STATE_HOME to a writable directory (the log is "
+        "$XDG_STATE_HOME/labdeck/audit.jsonl, by default under ~/.local/state).",
+    )
+
+
+def unaudited(entry: dict[str, Any], failure: Exception | None) -> str:
+    """How the call of ``entry`` ended, said first when its line cannot be written: the
+    person must not lose an error, nor retry a change that was made."""
+    name = entry["operation"]
+    if failure is not None and entry.get("outcome") == "refused":
+        return f"{name} was refused ({failure}), and the refusal is not audited"
+    if failure is not None:
+        return f"{name} failed ({failure}), and the failure is not audited"
+    if entry["access"] == "write":
+        return f"{name} succeeded (do not run it again), but the change is not audited"
+    return f"{name} succeeded, but the read is not audited"
 
 
 @dataclass(slots=True)
@@ -307,6 +343,8 @@ class Labdeck:
         return self.audit is not None and (not op.read_only or self.audit_reads)
 
     def _audit_failure(self, entry: dict[str, Any], exc: BaseException, started: float) -> None:
+        if isinstance(exc, AuditUnwritable):
+            return  # the line this would write cannot be written either
         if isinstance(exc, LabdeckError):
             refused = exc.kind in ("policy", "confirmation_required")
             entry.update(outcome="refused" if refused else "error", error=exc.kind,
@@ -316,7 +354,13 @@ class Labdeck:
                 entry["upid"] = upid
         else:
             entry.update(outcome="error", error=type(exc).__name__)
-        self._audit(entry, started)
+        if not isinstance(exc, Exception):  # cancelled or interrupted: that must go on
+            try:
+                self._audit(entry, started)
+            except AuditUnwritable as unwritable:
+                log.error("%s", unwritable)
+            return
+        self._audit(entry, started, failure=exc)
 
     async def preflight(
         self, name: str | Operation, params: Mapping[str, Any] | BaseModel | None = None
@@ -373,6 +417,15 @@ class Labdeck:
     async def _check_write(
         self, op: Operation, parsed: BaseModel, *, confirmed: bool, entry: dict[str, Any]
     ) -> Guest | None:
+        """Checks that must pass before a write is sent: the policy's, then the audit log's
+        (a refusal is said as such, and its line fails to be written like any other)."""
+        guest = await self._check_policy(op, parsed, confirmed=confirmed, entry=entry)
+        self._audit_ready(op)
+        return guest
+
+    async def _check_policy(
+        self, op: Operation, parsed: BaseModel, *, confirmed: bool, entry: dict[str, Any]
+    ) -> Guest | None:
         """Policy checks that must pass before a write is sent."""
         self.policy.check_operation(op, confirmed=confirmed, how_to_allow=self.how_to_allow)
         if op.backend == "truenas":
@@ -390,10 +443,30 @@ class Labdeck:
         self.policy.check_guest(op, guest)
         return guest
 
-    def _audit(self, entry: dict[str, Any], started: float) -> None:
-        if self.audit is not None:
-            entry["duration_s"] = round(time.monotonic() - started, 3)
+    def _audit_ready(self, op: Operation) -> None:
+        """Refuse a write whose audit line could not be written, before anything is sent.
+
+        The line itself is written once the call ended (it holds the outcome); this checks
+        the log can be opened for appending (a full disk can still fail it afterwards).
+        """
+        if self.audit is None:
+            return
+        try:
+            self.audit.ensure_writable()
+        except OSError as exc:
+            raise audit_unwritable(self.audit.path, exc, f"{op.name} was not sent") from None
+
+    def _audit(
+        self, entry: dict[str, Any], started: float, *, failure: Exception | None = None
+    ) -> None:
+        """Write ``entry``; if it cannot be, the error says how the call ended (``failure``)."""
+        if self.audit is None:
+            return
+        entry["duration_s"] = round(time.monotonic() - started, 3)
+        try:
             self.audit.record(entry)
+        except OSError as exc:
+            raise audit_unwritable(self.audit.path, exc, unaudited(entry, failure)) from None
 
 
 ProgressCallback = Callable[[float, str], Awaitable[None] | None]

@@ -8,6 +8,9 @@
 - ``{"$date": ms}`` decoded to aware datetimes;
 - reconnect with re-login after a drop: reads are retried, writes are not (an in-flight
   write raises :class:`OutcomeUnknown`); jobs are then re-read from ``core.get_jobs``;
+- a frame that is not JSON-RPC (cut short, a proxy's page) breaks the connection: we cannot
+  tell which call it answered, so it is closed and treated like a drop (reads retried once
+  on a new connection, then :class:`BadResponse`; an in-flight write is OutcomeUnknown);
 - re-login on the same connection when the middleware says a session is no longer
   authenticated (key re-validated, session expired, middleware restarted behind a proxy
   that kept the socket): the call is then resent once, writes too (see :meth:`_send`);
@@ -36,13 +39,16 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake
 from core.config import TrueNasSettings
 from core.errors import (
     AuthError,
+    BadResponse,
     ConfigError,
+    LabdeckError,
     NotFound,
     OutcomeUnknown,
     ServerError,
     Unreachable,
 )
 from core.secrets import resolve_secret
+from core.textsafe import printable
 from core.tls import insecure_context, pinned_context_for, verifying_context
 from core.truenas_models import (
     Connection,
@@ -71,6 +77,52 @@ ANON_MAX_MESSAGE = 8 * 1024
 MAX_MESSAGE = 64 * 1024
 MAX_IN_FLIGHT = 10
 FINAL_JOB_STATES = frozenset({"SUCCESS", "FAILED", "ABORTED"})
+#: calls resent after a frame that is not JSON-RPC (a server that sent one may well again)
+BAD_FRAME_RETRIES = 1
+#: characters of such a frame shown in the error (escaped); enough to tell HTML from JSON
+EXCERPT_CHARS = 24
+BAD_FRAME_HINT = (
+    "A proxy between labdeck and TrueNAS may be cutting or rewriting WebSocket frames, or "
+    "[truenas] url may not point at the JSON-RPC API (wss://HOST/api/current); check the url "
+    "and /var/log/middlewared.log on the system."
+)
+
+
+class BadFrame(Dropped):
+    """The connection was closed because TrueNAS sent a frame that is not JSON-RPC.
+
+    ``detail`` says what the frame was (size, a short escaped excerpt), never all of it.
+    """
+
+    def __init__(self, detail: str, *, sent: bool = True) -> None:
+        super().__init__(sent)
+        self.detail = detail
+
+
+def describe_frame(raw: str | bytes, why: str) -> str:
+    """``not JSON: 24 bytes, starting '{"jsonrpc": ...'``: enough to recognise, no more.
+
+    The excerpt is cut short and its control characters escaped: the frame is the server's
+    (or a proxy's) text, may hold anything, and is shown in terminals.
+    """
+    data = raw if isinstance(raw, bytes) else raw.encode("utf-8", "replace")
+    start = data[: EXCERPT_CHARS * 4].decode("utf-8", "replace")  # 4: the longest character
+    more = "..." if len(start) > EXCERPT_CHARS or len(data) > EXCERPT_CHARS * 4 else ""
+    head = printable(start[:EXCERPT_CHARS], multiline=False)
+    return f"{why}: {len(data)} bytes, starting '{head}'{more}"
+
+
+def rpc_message(raw: str | bytes) -> dict[str, Any] | str:
+    """The JSON-RPC message (an answer or a notification) in a frame, or why it is not one."""
+    try:
+        msg = json.loads(raw)
+    except ValueError:
+        return describe_frame(raw, "not JSON")
+    if isinstance(msg, dict) and (
+        isinstance(msg.get("method"), str) or ("id" in msg and ("result" in msg or "error" in msg))
+    ):
+        return msg
+    return describe_frame(raw, "JSON but not a JSON-RPC message")
 
 
 class TrueNasClient:
@@ -83,7 +135,7 @@ class TrueNasClient:
         secret: SecretStr | None = None,
         allow_insecure_transport: bool = False,
         connect_timeout_s: float = 10.0,
-        call_timeout_s: float = 60.0,
+        call_timeout_s: float | None = None,
         max_in_flight: int = MAX_IN_FLIGHT,
         reconnect_attempts: int = 3,
         reconnect_delay_s: float = 0.2,
@@ -105,7 +157,8 @@ class TrueNasClient:
         self._settings = settings
         self._secret = secret
         self._connect_timeout = connect_timeout_s
-        self._call_timeout = call_timeout_s
+        #: seconds to wait for one answer ([truenas] timeout_s unless the caller says)
+        self._call_timeout = settings.timeout_s if call_timeout_s is None else call_timeout_s
         self._reconnect_attempts = max(1, reconnect_attempts)
         self._reconnect_delay = reconnect_delay_s
         self._slots = asyncio.Semaphore(max(1, min(max_in_flight, MAX_IN_FLIGHT)))
@@ -215,6 +268,13 @@ class TrueNasClient:
             self.release = release_of(self.version)
             self.methods = methods_for(self.release)
             await self._renew_subscriptions(conn, replace=False)
+        except BadFrame as exc:
+            await self._shutdown(conn)
+            raise BadResponse(
+                f"TrueNAS at {self.host} sent something that is not JSON-RPC while logging in "
+                f"({exc.detail}); the connection was closed.",
+                hint=BAD_FRAME_HINT,
+            ) from None
         except Dropped:
             await self._shutdown(conn)
             raise Unreachable(
@@ -279,6 +339,8 @@ class TrueNasClient:
         """:meth:`_relogin` for a call to ``method`` that did not run, its errors made clear."""
         try:
             await self._relogin(conn, seen)
+        except BadFrame as exc:
+            raise BadFrame(exc.detail, sent=False) from None  # the call did not run either
         except Dropped:
             raise Dropped(sent=False) from None  # the call did not run: a reconnect may resend it
         except TimeoutError:
@@ -312,40 +374,47 @@ class TrueNasClient:
 
     # ---- wire ----------------------------------------------------------------------------
     async def _read(self, conn: Connection) -> None:
+        bad: str | None = None
         try:
             async for raw in conn.ws:
-                try:
-                    msg = json.loads(raw)
-                except ValueError:
-                    log.warning("TrueNAS sent a frame that is not JSON; ignored")
-                    continue
-                if not isinstance(msg, dict):
-                    continue
-                if "result" in msg or "error" in msg:
-                    ident = msg.get("id")
-                    future = conn.pending.pop(ident, None) if isinstance(ident, int) else None
-                    if future is not None and not future.done():
-                        if "error" in msg:
-                            future.set_exception(RpcErrorReply(msg["error"]))
-                        else:
-                            future.set_result(msg.get("result"))
-                elif msg.get("method") == "collection_update":
-                    self._on_event(msg.get("params"))
-                elif msg.get("method") == "notify_unsubscribed":
-                    log.warning("TrueNAS ended a subscription: %s", msg.get("params"))
+                msg = rpc_message(raw)
+                if isinstance(msg, str):  # whose answer was it? Only a new connection is sure
+                    bad = msg
+                    log.warning("TrueNAS at %s sent a frame that is %s; closing the connection",
+                                self.host, msg)  # fmt: skip
+                    break
+                self._dispatch(conn, msg)
         except ConnectionClosed:
             pass
         finally:
             conn.closed = True
-            self._fail_pending(conn)
-            if not self._closed:
+            self._fail_pending(conn, bad)
+            if bad is None and not self._closed:
                 log.warning("connection to TrueNAS at %s dropped", self.host)
+        if bad is not None:
+            with contextlib.suppress(Exception):
+                await conn.ws.close(1003, "not JSON-RPC")
 
-    def _fail_pending(self, conn: Connection) -> None:
+    def _dispatch(self, conn: Connection, msg: dict[str, Any]) -> None:
+        if "result" in msg or "error" in msg:
+            ident = msg.get("id")
+            future = conn.pending.pop(ident, None) if isinstance(ident, int) else None
+            if future is not None and not future.done():
+                if "error" in msg:
+                    future.set_exception(RpcErrorReply(msg["error"]))
+                else:
+                    future.set_result(msg.get("result"))
+        elif msg.get("method") == "collection_update":
+            self._on_event(msg.get("params"))
+        elif msg.get("method") == "notify_unsubscribed":
+            log.warning("TrueNAS ended a subscription: %s", msg.get("params"))
+
+    def _fail_pending(self, conn: Connection, bad: str | None = None) -> None:
+        """Fail the calls waiting on ``conn``: dropped, or broken by the frame ``bad``."""
         pending, conn.pending = conn.pending, {}
         for future in pending.values():
             if not future.done():
-                future.set_exception(Dropped(sent=True))
+                future.set_exception(Dropped(sent=True) if bad is None else BadFrame(bad))
 
     async def _request(self, conn: Connection, method: str, params: list[Any],
                        timeout_s: float | None = None) -> Any:  # fmt: skip
@@ -402,38 +471,62 @@ class TrueNasClient:
     async def call(self, method: str, *params: Any, timeout_s: float | None = None) -> Any:
         """Call ``method``; reads survive a reconnect, writes never run twice."""
         read = is_read(method)
+        bad_frames = 0
         for attempt in range(self._reconnect_attempts):
             conn = await self._ensure()
             try:
                 return await self._send(conn, method, list(params), timeout_s)
             except Dropped as exc:
-                if (read or not exc.sent) and attempt + 1 < self._reconnect_attempts:
+                bad_frames += isinstance(exc, BadFrame)
+                retry = attempt + 1 < self._reconnect_attempts and bad_frames <= BAD_FRAME_RETRIES
+                if (read or not exc.sent) and retry:
                     await asyncio.sleep(self._reconnect_delay)
                     continue
-                if read or not exc.sent:
-                    raise Unreachable(
-                        f"lost the connection to TrueNAS at {self.host} (calling {method}).",
-                        hint="Check that TrueNAS is up and reachable; retry in a moment.",
-                    ) from None
-                raise OutcomeUnknown(
-                    f"the connection to TrueNAS at {self.host} dropped while {method} was in "
-                    "flight: it may or may not have been applied.",
-                    method=method,
-                    hint="Check the current state before retrying.",
-                ) from None
+                raise self._lost(method, exc, ran=exc.sent and not read) from None
             except TimeoutError:
-                if read:
-                    raise Unreachable(
-                        f"TrueNAS at {self.host} did not answer {method} in time.",
-                        hint="The system may be busy; retry later.",
-                    ) from None
-                raise OutcomeUnknown(
-                    f"TrueNAS at {self.host} did not answer {method} in time: it may or may not "
-                    "have been applied.",
-                    method=method,
-                    hint="Check the current state before retrying.",
-                ) from None
+                raise self._unanswered(method, timeout_s or self._call_timeout, read=read) from None
         raise Unreachable(f"cannot reach TrueNAS at {self.host}.")
+
+    def _lost(self, method: str, exc: Dropped, *, ran: bool) -> LabdeckError:
+        """The error of a call whose connection went away; ``ran``: a write that was sent."""
+        if isinstance(exc, BadFrame):
+            what = (
+                f"TrueNAS at {self.host} sent something that is not JSON-RPC ({exc.detail}) "
+                f"while {method} was {'in flight' if ran else 'pending'}, so labdeck closed "
+                "that connection"
+            )
+            if ran:
+                return OutcomeUnknown(
+                    f"{what}: {method} may or may not have been applied.",
+                    method=method,
+                    hint=f"Check the current state before retrying. {BAD_FRAME_HINT}",
+                )
+            return BadResponse(f"{what}.", hint=BAD_FRAME_HINT)
+        if ran:
+            return OutcomeUnknown(
+                f"the connection to TrueNAS at {self.host} dropped while {method} was in "
+                "flight: it may or may not have been applied.",
+                method=method,
+                hint="Check the current state before retrying.",
+            )
+        return Unreachable(
+            f"lost the connection to TrueNAS at {self.host} (calling {method}).",
+            hint="Check that TrueNAS is up and reachable; retry in a moment.",
+        )
+
+    def _unanswered(self, method: str, timeout_s: float, *, read: bool) -> LabdeckError:
+        """The error of a call that got no answer within its timeout."""
+        late = f"TrueNAS at {self.host} did not answer {method} in time ({timeout_s:g} s)"
+        if read:
+            return Unreachable(
+                f"{late}.",
+                hint="The system may be busy; retry later, or raise [truenas] timeout_s.",
+            )
+        return OutcomeUnknown(
+            f"{late}: it may or may not have been applied.",
+            method=method,
+            hint="Check the current state before retrying.",
+        )
 
     async def query(self, method: str, filters: list[Any] | None = None,
                     **options: Any) -> Any:  # fmt: skip

@@ -397,16 +397,29 @@ async def test_truenas_error_kinds_map_to_clear_errors(
 
 
 async def test_truenas_unanswered_calls_time_out_clearly(make_sim: Any) -> None:
-    handle = make_sim(faults="RPC pool.query=timeout:5,RPC system.info=malformed,"
-                             "RPC pool.dataset.create=timeout:5")  # fmt: skip
+    handle = make_sim(faults="RPC pool.query=timeout:5,RPC pool.dataset.create=timeout:5")
     async with nas_client(handle, call_timeout_s=0.3) as nas:
         with pytest.raises(Unreachable, match="did not answer pool.query in time"):
             await nas.query("pool.query")
-        with pytest.raises(Unreachable, match="did not answer system.info in time"):
-            await nas.call("system.info")
         with pytest.raises(OutcomeUnknown, match="may or may not have been applied"):
             await nas.call("pool.dataset.create", {"name": "tank/slowly"})
     assert rpc_count(handle, "pool.dataset.create") == 1
+
+
+async def test_truenas_frame_that_is_not_json_breaks_the_connection_not_the_call(
+    make_sim: Any,
+) -> None:
+    # no short call timeout: the answer must come from the broken frame, not from waiting
+    handle = make_sim(faults="RPC system.info=malformed,RPC pool.dataset.create=malformed")
+    async with nas_client(handle, call_timeout_s=60.0) as nas:
+        with pytest.raises(BadResponse, match="system.info") as info:
+            await nas.call("system.info")
+        assert "is not JSON-RPC" in info.value.message
+        with pytest.raises(OutcomeUnknown, match="may or may not have been applied"):
+            await nas.call("pool.dataset.create", {"name": "tank/garbled"})
+        assert await nas.query("pool.query")  # a new connection serves the next call
+    assert rpc_count(handle, "system.info") == 2  # the read was asked again once
+    assert rpc_count(handle, "pool.dataset.create") == 1  # the write never twice
 
 
 @pytest.mark.parametrize("pinned", [False, True])

@@ -21,7 +21,7 @@ from core.truenas import TrueNasClient
 API = "/api2/json"
 #: the PVE client timeout of the faces under test ([pve] timeout_s)
 TIMEOUT_S = 0.5
-#: the TrueNAS call timeout of the faces under test (there is no setting; see short_truenas_calls)
+#: the TrueNAS call timeout of the faces under test (see short_truenas_calls)
 NAS_TIMEOUT_S = 2.0
 #: for tests whose writes must get through on a loaded machine (no timeout is tested there)
 ROOMY_TIMEOUT_S = 10.0
@@ -92,9 +92,10 @@ def assert_clean(text: str, handle: Any) -> None:
 
 
 def short_truenas_calls(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Faces build their TrueNAS client with the default 60 s call timeout and no setting
-    changes it; an unanswered call (timeout, a frame that is not JSON) would hold a test for
-    a minute. The real client, with a short timeout and reconnect delay."""
+    """Faces build their TrueNAS client with the default 60 s call timeout ([truenas]
+    timeout_s, not set by the faces' test profiles); an unanswered call (the timeout fault)
+    would hold a test for a minute. The real client, with a short timeout and reconnect
+    delay. (A frame that is not JSON needs no timeout: it fails its calls at once.)"""
     monkeypatch.setattr(
         "core.service.TrueNasClient",
         functools.partial(TrueNasClient, call_timeout_s=NAS_TIMEOUT_S, reconnect_delay_s=0.05),
@@ -200,8 +201,9 @@ NAS_READ_FAILURES = [
          ("lost the connection to TrueNAS", "Check that TrueNAS is up"), 3, "unreachable"),
     Case("RPC pool.query=timeout:10",
          ("did not answer pool.query in time", "retry later"), 1, "unreachable"),
+    # a frame that is not JSON closes the connection at once; the read is asked again once
     Case("RPC pool.query=malformed",
-         ("did not answer pool.query in time", "retry later"), 1, "unreachable"),
+         ("is not JSON-RPC", "A proxy between labdeck and TrueNAS"), 2, "bad_response"),
 ]  # fmt: skip
 
 #: truenas_create_dataset: exactly one pool.dataset.create, never resent
@@ -219,6 +221,6 @@ NAS_WRITE_FAILURES = [
          ("did not answer pool.dataset.create in time", "may or may not have been applied"),
          1, "outcome_unknown"),
     Case("RPC pool.dataset.create=malformed",
-         ("did not answer pool.dataset.create in time", "may or may not have been applied"),
+         ("is not JSON-RPC", "may or may not have been applied", "Check the current state"),
          1, "outcome_unknown"),
 ]  # fmt: skip

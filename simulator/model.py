@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from typing import Literal
 
 GuestKind = Literal["qemu", "lxc"]
 GIB = 1024**3
 MIB = 1024**2
+_EDIT_STAMPS = itertools.count(1)
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,15 @@ class Guest:
     parent: str | None = None
     lock: str | None = None
     paused: bool = False  # QEMU: vCPUs paused (suspend); LXC: checkpointed
+    # Unique per assignment to any field (see __setattr__); changes inside the snapshots
+    # dict do not count.
+    edit_stamp: int = field(default=0, init=False, repr=False, compare=False)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        """Every assignment stamps the guest anew, so what is built from it and kept
+        (``simulator.guest_sheet``) can tell in one comparison that it is out of date."""
+        object.__setattr__(self, name, value)
+        object.__setattr__(self, "edit_stamp", next(_EDIT_STAMPS))
 
     @property
     def maxmem(self) -> int:

@@ -14,7 +14,7 @@ from simulator.auth import Authenticator, AuthFailure
 from simulator.errors import ApiError, param_error, permission_denied
 from simulator.http import HttpRequest, HttpResponse, parse_form
 from simulator.pve_routes import build_routes
-from simulator.routing import Call, Reply, Router, ServerFacts
+from simulator.routing import Call, EncodedJson, Reply, Router, ServerFacts
 from simulator.state import ClusterState
 
 BASE_PATH = "/api2/json"
@@ -22,7 +22,14 @@ log = logging.getLogger(__name__)
 
 
 def _envelope(payload: dict[str, Any]) -> bytes:
-    return json.dumps(payload, separators=(",", ":")).encode()
+    """Compact UTF-8 JSON, as pveproxy's ``to_json($data, {utf8 => 1})``: non-ASCII text
+    is sent as it is, not as ``\\u`` escapes."""
+    return _utf8(json.dumps(payload, separators=(",", ":"), ensure_ascii=False))
+
+
+def _utf8(text: str) -> bytes:
+    # "replace": a lone surrogate (possible from a JSON request body) must not fail a reply
+    return text.encode("utf-8", "replace")
 
 
 def error_response(error: ApiError) -> HttpResponse:
@@ -117,6 +124,8 @@ class PveApi:
         if errors:
             raise param_error(errors)
         result = route.handler(Call(self.state, principal, values, self._facts))
+        if isinstance(result, EncodedJson):
+            return HttpResponse(200, "OK", _utf8('{"data":' + result.text + "}"))
         payload: dict[str, Any] = {}
         if isinstance(result, Reply):
             payload["data"] = result.data

@@ -23,6 +23,14 @@ class Reply:
 
 
 @dataclass(frozen=True)
+class EncodedJson:
+    """Handler result already encoded as compact JSON text (what ``data`` would encode
+    to); the envelope splices it in unparsed. For hot listings only."""
+
+    text: str
+
+
+@dataclass(frozen=True)
 class Call:
     """Everything a handler may use: validated params, the caller, the cluster."""
 

@@ -7,6 +7,7 @@ loop only (tests use ``handle.call`` to mutate it).
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from collections.abc import Callable, Iterable
@@ -56,7 +57,10 @@ class ClusterState:
         return self.clock.now()
 
     def metric_time(self) -> float:
-        return self.clock.now() if self.dynamic else float(self.clock.base_epoch)
+        """The time live metrics show: whole simulated seconds (uptimes are whole seconds
+        anyway), so the requests within one second can share the numbers of 5,000 guests
+        (``simulator.guest_sheet``); the base epoch when metrics are frozen."""
+        return float(math.floor(self.clock.now())) if self.dynamic else float(self.clock.base_epoch)
 
     def advance(self) -> list[Task]:
         """Finish the tasks whose time has come; returns them."""

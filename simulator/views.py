@@ -6,6 +6,7 @@ import hashlib
 import uuid
 from typing import Any
 
+from simulator.guest_sheet import GuestSheet
 from simulator.metrics import GuestMetrics, NodeMetrics, node_metrics
 from simulator.model import MIB, Guest, Node, Pool, Storage
 from simulator.state import ClusterState
@@ -21,19 +22,9 @@ SDN_ZONE = "localnetwork"
 Json = dict[str, Any]
 
 
-def all_guest_metrics(state: ClusterState) -> dict[int, GuestMetrics]:
-    return {vmid: state.metrics(guest) for vmid, guest in state.guests.items()}
-
-
-def node_rollup(state: ClusterState, metrics: dict[int, GuestMetrics]) -> dict[str, NodeMetrics]:
-    """Node metrics from the guests they run, in one pass over all guests."""
-    load = dict.fromkeys(state.nodes, 0.0)
-    mem = dict.fromkeys(state.nodes, 0)
-    for vmid, guest in state.guests.items():
-        if guest.running:
-            m = metrics[vmid]
-            load[guest.node] += m.cpu * guest.cores
-            mem[guest.node] += m.mem
+def node_rollup(state: ClusterState, sheet: GuestSheet) -> dict[str, NodeMetrics]:
+    """Node metrics from the guests they run (summed by the sheet once per change)."""
+    load, mem = sheet.node_usage(state)
     t = state.metric_time()
     return {
         name: node_metrics(node, load[name], mem[name], t) for name, node in state.nodes.items()

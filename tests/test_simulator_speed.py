@@ -1,0 +1,251 @@
+"""The fast /cluster/resources (``simulator.guest_sheet``) answers exactly what the plain one
+did: the same bytes as encoding the dict views of every object at the same simulated time,
+for dynamic metrics, within one metric second and after changes. No timing here; speed is
+measured in ``bench/`` (``sim_cluster_resources``).
+
+The simulator's clock is replaced by one driven by the test (``_ManualClock``) so the test
+can compute the expected answer for the very time the simulator answered at.
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+from collections.abc import Callable
+from types import ModuleType
+from typing import Any
+
+import httpx
+
+from simulator import SimulatorHandle, views
+from simulator.auth import AUDITOR_PRIVILEGES, Principal
+from simulator.clock import SimClock
+from simulator.metrics import guest_metrics, node_metrics
+from simulator.state import ClusterState
+
+StartSim = Callable[..., Any]
+
+
+class _ManualClock:
+    """A monotonic clock that moves only when the test says so."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+
+    def __call__(self) -> float:
+        return self.seconds
+
+
+def _take_over_clock(handle: SimulatorHandle, start: float = 0.25) -> _ManualClock:
+    """Swap the simulator's clock for one at ``start`` s past the base epoch that only
+    ``_ManualClock.seconds`` moves."""
+    manual = _ManualClock()  # at 0 while the new clock notes where it started
+
+    def swap() -> None:
+        state = handle.state
+        state.clock = SimClock(state.clock.base_epoch, 1.0, monotonic=manual)
+        manual.seconds = start
+
+    handle.call(swap)
+    return manual
+
+
+def _client(handle: SimulatorHandle) -> httpx.Client:
+    return httpx.Client(
+        base_url=f"{handle.pve_url}/api2/json",
+        verify=ssl.create_default_context(cafile=handle.ca_path),
+        headers={"Authorization": handle.token.header},
+        timeout=60,
+    )
+
+
+def _expected(state: ClusterState, kind: str | None = None) -> bytes:
+    """The answer built the plain way, independently of the guest sheet: a dict per object
+    from ``simulator.views``, metrics from ``simulator.metrics`` per guest, one
+    ``json.dumps`` of the envelope (everything visible, as for the root token)."""
+    metric_time, now = state.metric_time(), state.now()
+    metrics = {vmid: guest_metrics(g, metric_time, now) for vmid, g in state.guests.items()}
+    out: list[dict[str, Any]] = []
+    if kind in (None, "vm"):
+        out += [views.guest_resource(g, metrics[vmid]) for vmid, g in state.guests.items()]
+    if kind in (None, "node"):
+        for name, node in state.nodes.items():
+            running = [g for g in state.guests.values() if g.node == name and g.running]
+            load = sum(metrics[g.vmid].cpu * g.cores for g in running)
+            mem = sum(metrics[g.vmid].mem for g in running)
+            out.append(views.node_resource(node, node_metrics(node, load, mem, metric_time)))
+    if kind in (None, "storage"):
+        used = state.storage_used(state.disk_allocations())
+        out += [views.storage_resource(s, node, used(s, node))
+                for s in state.storages for node in s.nodes]  # fmt: skip
+    if kind in (None, "sdn"):
+        out += [views.sdn_resource(node) for node in state.nodes]
+    if kind is None:
+        out += [views.pool_resource(pool) for pool in state.pools.values()]
+    return json.dumps({"data": out}, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _resources(client: httpx.Client, kind: str | None = None) -> bytes:
+    response = client.get("/cluster/resources", params={"type": kind} if kind else None)
+    response.raise_for_status()
+    return response.content
+
+
+def test_resources_at_five_thousand_guests_are_the_bytes_of_the_plain_encoding(
+    make_sim: StartSim,
+) -> None:
+    handle = make_sim(nodes=32, guests=5000, pools=200, dynamic=True)
+    _take_over_clock(handle)
+    bodies: dict[str | None, bytes] = {}
+    with _client(handle) as client:
+        for kind in (None, "vm", "node", "storage", "sdn"):
+            bodies[kind] = _resources(client, kind)
+            assert bodies[kind] == handle.call(lambda kind=kind: _expected(handle.state, kind))
+    listed = json.loads(bodies[None])["data"]
+    assert len([r for r in listed if r["type"] in ("qemu", "lxc")]) == 5000
+    assert len([r for r in listed if r["type"] == "pool"]) == 200
+
+
+def test_metrics_move_each_simulated_second_and_stay_within_one(make_sim: StartSim) -> None:
+    handle = make_sim(guests=60, dynamic=True)
+    clock = _take_over_clock(handle, start=0.1)
+    with _client(handle) as client:
+        first = _resources(client, "vm")
+        clock.seconds = 0.9  # the same simulated second: the same numbers
+        assert _resources(client, "vm") == first
+        assert handle.call(lambda: _expected(handle.state, "vm")) == first
+        clock.seconds = 1.2  # the next one: running guests moved on
+        second = _resources(client, "vm")
+        assert second == handle.call(lambda: _expected(handle.state, "vm"))
+    before = {r["vmid"]: r for r in json.loads(first)["data"]}
+    after = {r["vmid"]: r for r in json.loads(second)["data"]}
+    running = [vmid for vmid, r in before.items() if r["status"] == "running"]
+    assert running
+    assert all(after[v]["uptime"] == before[v]["uptime"] + 1 for v in running)
+    assert any(after[v]["cpu"] != before[v]["cpu"] for v in running)
+    stopped = [vmid for vmid, r in before.items() if r["status"] == "stopped"]
+    assert all(after[v] == before[v] for v in stopped)
+
+
+def test_metric_time_is_whole_seconds_and_agrees_across_endpoints(make_sim: StartSim) -> None:
+    handle = make_sim(guests=20, dynamic=True)
+    clock = _take_over_clock(handle, start=3.75)
+    base = handle.call(lambda: handle.state.clock.base_epoch)
+    assert handle.call(handle.state.metric_time) == base + 3.0
+    clock.seconds = 4.0
+    assert handle.call(handle.state.metric_time) == base + 4.0
+    with _client(handle) as client:
+        listed = json.loads(_resources(client, "vm"))["data"]
+        vm = next(r for r in listed if r["status"] == "running" and r["type"] == "qemu")
+        current = client.get(f"/nodes/{vm['node']}/qemu/{vm['vmid']}/status/current").json()
+    for key in ("cpu", "mem", "uptime", "netin", "netout", "diskread", "diskwrite"):
+        assert current["data"][key] == vm[key], key
+
+
+def test_a_change_shows_at_once_within_the_same_second(make_sim: StartSim) -> None:
+    handle = make_sim(guests=40, pools=3, dynamic=True)
+    _take_over_clock(handle)
+    pools = handle.call(lambda: list(handle.state.pools))
+    with _client(handle) as client:
+        before = json.loads(_resources(client, "vm"))["data"]
+        vmid = next(r["vmid"] for r in before if "pool" not in r)
+        response = client.put("/pools", data={"poolid": pools[0], "vms": str(vmid)})
+        response.raise_for_status()
+        body = _resources(client)
+    assert body == handle.call(lambda: _expected(handle.state))
+    entry = next(r for r in json.loads(body)["data"] if r.get("vmid") == vmid)
+    assert entry["pool"] == pools[0]
+
+
+def test_node_and_storage_figures_follow_a_guest_moved_within_the_second(
+    make_sim: StartSim,
+) -> None:
+    handle = make_sim(nodes=3, guests=30, dynamic=True)
+    _take_over_clock(handle)
+    with _client(handle) as client:
+        first = _resources(client)
+
+        def move_and_grow() -> None:  # what a migration and a disk resize leave behind
+            state = handle.state
+            guest = next(g for g in state.guests.values() if g.running)
+            guest.node = next(name for name in state.nodes if name != guest.node)
+            guest.disk_gib += 500
+
+        handle.call(move_and_grow)
+        second = _resources(client)
+    assert second != first
+    assert second == handle.call(lambda: _expected(handle.state))
+
+
+def test_guests_started_and_stopped_by_tasks_show_their_new_state(make_sim: StartSim) -> None:
+    handle = make_sim(guests=30, dynamic=True)
+    clock = _take_over_clock(handle)
+    with _client(handle) as client:
+        listed = json.loads(_resources(client, "vm"))["data"]
+        vm = next(r for r in listed if r["status"] == "running" and r["type"] == "qemu")
+        path = f"/nodes/{vm['node']}/qemu/{vm['vmid']}/status"
+        client.post(f"{path}/stop").raise_for_status()
+        clock.seconds += 5  # the stop task (1 simulated second) is over
+        body = _resources(client)
+        assert body == handle.call(lambda: _expected(handle.state))
+        stopped = next(r for r in json.loads(body)["data"] if r.get("vmid") == vm["vmid"])
+        assert (stopped["status"], stopped["uptime"], stopped["cpu"]) == ("stopped", 0, 0.0)
+        client.post(f"{path}/start").raise_for_status()
+        clock.seconds += 2.5  # started half a second into this simulated second
+        body = _resources(client)
+        assert body == handle.call(lambda: _expected(handle.state))
+        started = next(r for r in json.loads(body)["data"] if r.get("vmid") == vm["vmid"])
+        assert started["status"] == "running" and started["uptime"] == 0
+
+
+def test_same_seed_and_time_give_the_same_bytes(make_sim: StartSim) -> None:
+    one, two = make_sim(guests=80, dynamic=True), make_sim(guests=80, dynamic=True)
+    for handle in (one, two):
+        _take_over_clock(handle, start=42.5)
+    with _client(one) as first, _client(two) as second:
+        assert _resources(first) == _resources(second)
+
+
+def test_resources_stay_valid_against_the_pve_schema(
+    make_sim: StartSim, pve_schema: ModuleType
+) -> None:
+    handle = make_sim(guests=150, pools=6, dynamic=True)
+    _take_over_clock(handle)
+    with _client(handle) as client:
+        for kind in (None, "vm"):
+            data = json.loads(_resources(client, kind))["data"]
+            errors = pve_schema.validate_returns("GET", "/cluster/resources", data, strict=True)
+            assert errors == [], errors[:5]
+
+
+def test_names_with_quotes_percent_signs_and_non_ascii_are_encoded_like_json(
+    make_sim: StartSim,
+) -> None:
+    handle = make_sim(guests=10, dynamic=True)
+    _take_over_clock(handle)
+
+    def rename() -> None:
+        guests = list(handle.state.guests.values())
+        guests[0].name = 'we"ird\\name %d %s'
+        guests[1].name = "ünïcode-✓"
+        guests[2].tags = "a%b;c"
+
+    handle.call(rename)
+    with _client(handle) as client:
+        body = _resources(client)
+    assert body == handle.call(lambda: _expected(handle.state))
+    assert "ünïcode-✓".encode() in body  # UTF-8 as pveproxy sends it, not \u escapes
+
+
+def test_has_everywhere_below_sees_more_specific_entries() -> None:
+    audit = AUDITOR_PRIVILEGES
+    everyone = Principal("a@pve", None, {"/": audit})
+    assert everyone.has_everywhere_below("/vms", "VM.Audit")
+    hidden_one = Principal("b@pve", None, {"/": audit, "/vms/105": frozenset()})
+    assert not hidden_one.has_everywhere_below("/vms", "VM.Audit")
+    assert hidden_one.has_everywhere_below("/pool", "Pool.Audit")
+    only_some = Principal("c@pve", None, {"/vms/100": audit})
+    assert not only_some.has_everywhere_below("/vms", "VM.Audit")
+    assert only_some.has("/vms/100", "VM.Audit")
+    granted_below = Principal("d@pve", None, {"/vms": audit, "/vms/7": audit})
+    assert granted_below.has_everywhere_below("/vms", "VM.Audit")

@@ -228,7 +228,9 @@ async def test_two_panes_run_commands_at_the_same_time(fresh_sim, make_service) 
         await submit(second, "sleep 25")  # 0.5 s
         assert first.running is not None
         assert str(tabs.get_tab(f"exec-{AGENT_VM}").label) == "home-assistant (107) ⟳"
-        await until(pilot, lambda: second.running is None)
+        # the pane's result line, not ``running``: that is None too until the run starts
+        await until(pilot, lambda: "✔ exit" in log_text(second))
+        assert second.running is None
         assert first.running is not None  # still going: each pane has its own worker
         assert "✔ exit 0" in log_text(second) and "✔ exit" not in log_text(first)
 

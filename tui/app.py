@@ -140,8 +140,10 @@ class LabdeckApp(App[None]):
     @property
     def dashboard(self) -> DashboardScreen | None:
         """The dashboard screen, or None once the app is closing (a refresh that ends
-        after the screens were torn down has nothing to show its result on)."""
-        if self._closing:
+        after the screens were torn down has nothing to show its result on). Shutting
+        down clears ``is_running`` before it removes the screens' widgets, and
+        ``_closing`` is set only after: both end the dashboard's life."""
+        if self._closing or not self.is_running:
             return None
         for screen in self.screen_stack:
             if isinstance(screen, DashboardScreen) and screen.is_attached:
@@ -205,22 +207,29 @@ class LabdeckApp(App[None]):
     # ------------------------------------------------------------------ refresh loop
 
     def action_refresh(self) -> None:
-        """Refresh now, past the read cache: a person asking wants what is true now."""
+        """Refresh now, past the read cache: a person asking wants what is true now
+        (the cluster's name and the pools too, which timed refreshes keep)."""
         if self.service.profile.pve.configured:
             self.service.pve.invalidate()
+        self._full_refresh = True
         self._refresh_soon()
+
+    #: the next refresh asks for everything again (see ``action_refresh``)
+    _full_refresh = False
 
     def _refresh_soon(self) -> None:
         """Start a refresh; the next one is armed when this one ends: polls never overlap."""
         if self._refresh_timer is not None:
             self._refresh_timer.stop()
             self._refresh_timer = None
-        self._refresh()
+        if self.is_running:  # a write ending while the app shuts down starts nothing
+            self._refresh()
 
     @work(exclusive=True, group="refresh", exit_on_error=False)
     async def _refresh(self) -> None:
         try:
-            snapshot = await fetch_snapshot(self.service, self.snapshot)
+            snapshot = await fetch_snapshot(self.service, self.snapshot, **self.refresh_plan())
+            self._full_refresh = False
         except LabdeckError as exc:
             self._show_error(exc.kind, str(exc))
             self.error = exc
@@ -229,10 +238,25 @@ class LabdeckApp(App[None]):
             self._show_snapshot(snapshot)
         self._arm_refresh()
 
+    def refresh_plan(self) -> dict[str, bool]:
+        """What the next refresh asks for besides the guests (``fetch_snapshot``'s flags).
+
+        The pools only while they are shown, the cluster's name once; both until first
+        known (the tab label and the palette's "Go to pool" use the pools) and on a
+        refresh a person asked for. A timed refresh is then one request per cluster.
+        """
+        dashboard = self.dashboard
+        first = self.snapshot is None or self._full_refresh
+        pools_known = self.snapshot is not None and self.snapshot.pools is not None
+        pools_shown = dashboard is not None and dashboard.active_view == "pools"
+        return {"pools": first or not pools_known or pools_shown, "overview": first}
+
     def _arm_refresh(self) -> None:
         if self._refresh_timer is not None:
             self._refresh_timer.stop()
-        self._refresh_timer = self.set_timer(self.refresh_interval, self._refresh_soon)
+            self._refresh_timer = None
+        if self.is_running:  # a refresh that outlived the app arms no timer on it
+            self._refresh_timer = self.set_timer(self.refresh_interval, self._refresh_soon)
 
     def _show_snapshot(self, snapshot: ClusterSnapshot) -> None:
         dashboard = self.dashboard
@@ -334,7 +358,7 @@ class LabdeckApp(App[None]):
         except PolicyDenied as exc:
             self.notify(str(exc), title=f"{title}: refused", severity="warning", timeout=8)
         except LabdeckError as exc:
-            self.notify(str(exc), title=f"{title}: failed", severity="error", timeout=10)
+            self.notify(_write_failure(exc), title=f"{title}: failed", severity="error", timeout=10)
         else:
             message = "done."
             if isinstance(result, PowerResult | TrueNasChange | PoolResult):
@@ -522,6 +546,16 @@ class LabdeckApp(App[None]):
             quit_binding = Binding("ctrl+q", "", tooltip="Quit labdeck.")
             rows.append((self.get_key_display(quit_binding), quit_binding))
         return rows
+
+
+def _write_failure(error: LabdeckError) -> str:
+    """The core's message for a failed write. Where it sends the person to the cluster's
+    task list (the write may have run and is never resent), it names the operation an
+    agent calls; a person here has the Tasks view for that."""
+    text = str(error)
+    if "pve_list_tasks" in text:
+        text += " The Tasks view (7) shows that list."
+    return text
 
 
 def tree_nodes(node: TreeNode[Any]) -> Iterator[TreeNode[Any]]:

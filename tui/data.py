@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,30 +44,45 @@ class ClusterSnapshot:
         return f"nodes {online}/{len(nodes)} · guests {running}/{len(guests)} running"
 
 
-async def _soft(call: Awaitable[BaseModel]) -> BaseModel | None:
-    """A secondary read: a refusal (say, a token without Sys.Audit) must not blank the view."""
+async def _soft(service: Labdeck, operation: str) -> BaseModel | None:
+    """A secondary read: a refusal (say, a token without Sys.Audit) must not blank the view.
+
+    The call is made here, not handed in: a refresh cancelled before this ran would leave
+    a call coroutine never awaited."""
     try:
-        return await call
+        return await service.call(operation, {})
     except LabdeckError:
         return None
 
 
 async def fetch_snapshot(
-    service: Labdeck, previous: ClusterSnapshot | None = None
+    service: Labdeck,
+    previous: ClusterSnapshot | None = None,
+    *,
+    pools: bool = True,
+    overview: bool = True,
 ) -> ClusterSnapshot:
     """The cluster and, when configured, the TrueNAS guests, side by side.
 
-    ``previous`` (the last snapshot) saves asking TrueNAS its host name again.
+    ``previous`` (the last snapshot) saves asking TrueNAS its host name again, and gives
+    what is not asked for again: the pools when ``pools`` is False (the Pools tab is not
+    shown: their members cost a refresh of 5,000 guests more than the rest) and the
+    overview (the cluster's name) when ``overview`` is False. Then a refresh is one
+    request, ``/cluster/resources``.
     """
     known_host = previous.truenas.host if previous and previous.truenas else None
+    kept = ClusterSnapshot(NO_CLUSTER, None, None)
+    if previous is not None:
+        kept = ClusterSnapshot(NO_CLUSTER, None if pools else previous.pools,
+                               None if overview else previous.overview)  # fmt: skip
     if not service.profile.truenas.configured:
-        return await fetch_cluster(service)
+        return await fetch_cluster(service, kept)
     if not service.profile.pve.configured:
         alone = await fetch_truenas_guests(service, known_host)
         return ClusterSnapshot(NO_CLUSTER, None, None, truenas=alone, pve=False)
     beside = asyncio.ensure_future(_truenas_beside(service, known_host))
     try:
-        cluster = await fetch_cluster(service)
+        cluster = await fetch_cluster(service, kept)
     except BaseException:
         beside.cancel()
         raise
@@ -88,19 +102,26 @@ async def _truenas_beside(
         return None, exc
 
 
-async def fetch_cluster(service: Labdeck) -> ClusterSnapshot:
+async def fetch_cluster(service: Labdeck, kept: ClusterSnapshot | None = None) -> ClusterSnapshot:
     """The inventory first (its failure is the connection state), then pools and overview
-    together; all three share the one cached ``/cluster/resources`` read."""
+    together; all three share the one cached ``/cluster/resources`` read. ``kept``: pools
+    or overview to keep (those not None) instead of asking for them again."""
     inventory = await service.inventory()
-    pools, overview = await asyncio.gather(
-        _soft(service.call("pve_list_pools", {})),
-        _soft(service.call("pve_cluster_overview", {})),
+    pools = kept.pools if kept is not None else None
+    overview = kept.overview if kept is not None else None
+    fresh_pools, fresh_overview = await asyncio.gather(
+        _soft(service, "pve_list_pools") if pools is None else _none(),
+        _soft(service, "pve_cluster_overview") if overview is None else _none(),
     )
     return ClusterSnapshot(
         inventory=inventory,
-        pools=pools.pools if isinstance(pools, PoolList) else None,
-        overview=overview if isinstance(overview, ClusterOverview) else None,
+        pools=fresh_pools.pools if isinstance(fresh_pools, PoolList) else pools,
+        overview=fresh_overview if isinstance(fresh_overview, ClusterOverview) else overview,
     )
+
+
+async def _none() -> None:
+    return None
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,7 @@ from core.truenas import TrueNasClient
 
 API = "/api2/json"
 #: the PVE client timeout of the faces under test ([pve] timeout_s)
-TIMEOUT_S = 0.5
+TIMEOUT_S = 1.0  # room for a loaded 2-core CI machine; slow:3 and timeout are past it
 #: the TrueNAS call timeout of the faces under test (see short_truenas_calls)
 NAS_TIMEOUT_S = 2.0
 #: for tests whose writes must get through on a loaded machine (no timeout is tested there)
@@ -59,11 +59,11 @@ def start_path(guest: Any) -> str:
 
 
 def start_tasks(handle: Any, vmid: int) -> int:
-    """qmstart tasks the simulator ran for ``vmid`` (seeded history is older than a minute)."""
-    now = handle.call(handle.state.now)
+    """qmstart tasks the simulator ran for ``vmid``: all of them, since the seeded task
+    history holds only updates and backups (a time window would depend on the machine's
+    speed, the simulated clock running fast)."""
     tasks = handle.call(handle.state.tasks.everything)
-    return sum(1 for t in tasks if t.kind == "qmstart" and t.ident == str(vmid)
-               and t.starttime > now - 60)  # fmt: skip
+    return sum(1 for t in tasks if t.kind == "qmstart" and t.ident == str(vmid))
 
 
 def eventually(condition: Callable[[], bool], within_s: float = 10.0) -> bool:

@@ -237,6 +237,7 @@ class DashboardScreen(Screen[None]):
     def _tab_activated(self, event: TabbedContent.TabActivated) -> None:
         if event.pane.id == "pools":
             self._show_pools()
+            self.app.action_refresh()  # pools are not asked for while their tab is hidden
         if event.pane.id is not None:
             self.focus_view(event.pane.id)
             self.reload_active_view()

@@ -1,0 +1,93 @@
+"""What a dashboard refresh asks the cluster for: one request, unless more is to be seen.
+
+Issue #7's goal is one API call per cluster per refresh. The guests, nodes and storages
+come from ``/cluster/resources``; the pools (``/pools``) are asked for again only while
+their tab is shown, and the cluster's name (``/cluster/status``, ``/version``) once. A
+refresh a person asks for (ctrl+r) asks for everything. Counted in the simulator's own
+request log, over real sockets.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from core.service import Labdeck
+from tests.support.tui import WIDE, dashboard_app, settle, until
+from tui.app import LabdeckApp
+from tui.widgets.pool_tree import PoolTree
+
+API = "/api2/json"
+
+
+def gets(handle: Any) -> list[str]:
+    return [path.removeprefix(API) for method, path in handle.request_log if method == "GET"]
+
+
+async def timed_refresh(app: LabdeckApp) -> None:
+    """What the refresh timer does once the read cache's TTL has passed."""
+    app.service.pve.invalidate()
+    app._refresh_soon()
+    await app.workers.wait_for_complete()
+
+
+async def test_a_timed_refresh_is_one_request(make_sim: Any, make_service: Any) -> None:
+    handle = make_sim()
+    service: Labdeck = make_service(handle, face="tui")
+    app = dashboard_app(service)
+    async with app.run_test(size=WIDE) as pilot:
+        await settle(pilot)
+        first = gets(handle)
+        assert {"/cluster/resources", "/pools", "/cluster/status"} <= set(first)
+        assert app.snapshot is not None and app.snapshot.overview is not None
+        for _ in range(3):
+            handle.clear_request_log()
+            await timed_refresh(app)
+            await settle(pilot)
+            assert gets(handle) == ["/cluster/resources"]
+        # what was not asked for again is kept: the header still names the cluster
+        assert app.snapshot.overview is not None and app.snapshot.pools
+        assert app.snapshot.overview.cluster_name in str(
+            app.screen_stack[0].query_one("#header-title").content
+        )
+
+
+async def test_pools_are_asked_for_while_their_tab_is_shown(
+    make_sim: Any, make_service: Any
+) -> None:
+    handle = make_sim()
+    app = dashboard_app(make_service(handle, face="tui"))
+    async with app.run_test(size=WIDE) as pilot:
+        await settle(pilot)
+        handle.clear_request_log()
+        await pilot.press("3")
+        await settle(pilot)
+        assert "/pools" in gets(handle)  # shown: asked for at once
+        tree = app.screen_stack[0].query_one(PoolTree)
+        assert sorted(tree.pools) == ["lab", "media", "prod"]
+        # a pool made elsewhere appears at the next timed refresh while the tab is shown
+        handle.call(lambda: handle.state.create_pool("ops", "made elsewhere"))
+        handle.clear_request_log()
+        await timed_refresh(app)
+        await until(pilot, lambda: "ops" in tree.pools)
+        assert gets(handle).count("/pools") == 1
+        await pilot.press("1")
+        await settle(pilot)
+        handle.clear_request_log()
+        await timed_refresh(app)
+        assert gets(handle) == ["/cluster/resources"]
+
+
+async def test_a_refresh_a_person_asks_for_asks_for_everything(
+    make_sim: Any, make_service: Any
+) -> None:
+    handle = make_sim()
+    app = dashboard_app(make_service(handle, face="tui"))
+    async with app.run_test(size=WIDE) as pilot:
+        await settle(pilot)
+        handle.clear_request_log()
+        await pilot.press("ctrl+r")
+        await settle(pilot)
+        assert {"/cluster/resources", "/pools", "/cluster/status", "/version"} <= set(gets(handle))
+        handle.clear_request_log()
+        await timed_refresh(app)
+        assert gets(handle) == ["/cluster/resources"]

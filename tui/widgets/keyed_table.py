@@ -62,6 +62,8 @@ class KeyedTable(DataTable[Cell]):
         self._widths: dict[str, Counter[int]] = {}
         #: counts of in-place changes, shown in debug output and checked by tests
         self.sync_stats = {"added": 0, "updated": 0, "removed": 0}
+        #: DataTable's keys of the columns, made once (a refresh writes thousands of cells)
+        self._column_keys = tuple(ColumnKey(key) for key, _ in self.COLUMNS)
 
     def on_mount(self) -> None:
         for key, label in self.COLUMNS:
@@ -125,19 +127,20 @@ class KeyedTable(DataTable[Cell]):
     def _update_row(self, key: str, old: tuple[Cell, ...], new: tuple[Cell, ...]) -> list[str]:
         """Write the changed cells of one row into DataTable's data; returns their columns.
 
-        A cell object handed in again (see ``CellMemo``) is unchanged without comparing it.
+        A cell object handed in again (see ``guest_table.guest_cells``) is unchanged
+        without comparing it.
         """
         if old is new:
             return []
         row = self._data[RowKey(key)]
         changed = []
-        for column, before, after in zip(self.column_keys, old, new, strict=True):
+        for column_key, before, after in zip(self._column_keys, old, new, strict=True):
             if before is not after and before != after:
-                row[ColumnKey(column)] = after
-                widths = self._widths[column]
+                row[column_key] = after
+                widths = self._widths[column_key.value]
                 widths[cell_width(before)] -= 1
                 widths[cell_width(after)] += 1
-                changed.append(column)
+                changed.append(column_key.value)
         self.sync_stats["updated"] += len(changed)
         return changed
 

@@ -107,9 +107,12 @@ class ServerError(LabdeckError):
 
     kind = "server"
 
-    def __init__(self, message: str, *, status: int | None = None, hint: str | None = None):
+    def __init__(self, message: str, *, status: int | None = None, hint: str | None = None,
+                 retry_after_s: float | None = None) -> None:  # fmt: skip
         super().__init__(message, hint=hint)
         self.status = status
+        #: how long the server asked callers to wait (a 429's Retry-After), when it said
+        self.retry_after_s = retry_after_s
 
 
 class BadResponse(ServerError):

@@ -616,6 +616,7 @@ def _raise_for_response(response: httpx.Response, method: str, path: str, auth: 
             hint=f"It asks to wait {wait:g} s; try again then."
             if wait is not None
             else "Wait a little and try again.",
+            retry_after_s=wait,
         )
     if status in _RETRY_STATUSES:
         raise ServerError(

@@ -91,3 +91,21 @@ async def test_a_refresh_a_person_asks_for_asks_for_everything(
         handle.clear_request_log()
         await timed_refresh(app)
         assert gets(handle) == ["/cluster/resources"]
+
+
+async def test_a_cluster_asking_to_wait_is_left_alone_that_long(
+    make_sim: Any, make_service: Any
+) -> None:
+    handle = make_sim(faults="GET /cluster/resources=429:30")  # past the GET retry budget
+    app = dashboard_app(make_service(handle, face="tui"), refresh_interval=0.2)
+    async with app.run_test(size=WIDE) as pilot:
+        await until(pilot, lambda: app.error is not None and app._refresh_timer is not None)
+        assert getattr(app.error, "retry_after_s", None) == 30
+        assert app.next_refresh_s == 30
+        assert app._refresh_timer is not None and app._refresh_timer._interval == 30
+        assert gets(handle).count("/cluster/resources") == 1  # 30 s is past the GET retry budget
+        handle.faults.clear()
+        await pilot.press("ctrl+r")  # a person may still ask
+        await until(pilot, lambda: app.error is None and app.snapshot is not None)
+        await until(pilot, lambda: app._refresh_timer is not None)
+        assert app.next_refresh_s == 0.2

@@ -251,12 +251,19 @@ class LabdeckApp(App[None]):
         pools_shown = dashboard is not None and dashboard.active_view == "pools"
         return {"pools": first or not pools_known or pools_shown, "overview": first}
 
+    @property
+    def next_refresh_s(self) -> float:
+        """Seconds to the next timed refresh: the interval, or longer when the cluster
+        asked to be left alone for longer (a 429's Retry-After)."""
+        asked = getattr(self.error, "retry_after_s", None) or 0.0
+        return max(self.refresh_interval, asked)
+
     def _arm_refresh(self) -> None:
         if self._refresh_timer is not None:
             self._refresh_timer.stop()
             self._refresh_timer = None
         if self.is_running:  # a refresh that outlived the app arms no timer on it
-            self._refresh_timer = self.set_timer(self.refresh_interval, self._refresh_soon)
+            self._refresh_timer = self.set_timer(self.next_refresh_s, self._refresh_soon)
 
     def _show_snapshot(self, snapshot: ClusterSnapshot) -> None:
         dashboard = self.dashboard

@@ -4,8 +4,7 @@ A dashboard refresh rewrites the header, the tab labels and the guest panel ever
 seconds, mostly with what they already show. ``Static.update`` and ``Tab.label`` always ask
 for a layout pass of the whole screen (a few tens of milliseconds with the dashboard's
 widgets), so they are skipped here when the content is the same, and done without layout
-when the widget's size cannot change: it is fixed in both directions, or the new text is one
-line as wide as the old.
+when the widget's size cannot change: it is fixed in both directions.
 """
 
 from __future__ import annotations
@@ -42,20 +41,15 @@ def _fixed_size(widget: Static) -> bool:
     )
 
 
-def _same_size(old: Any, new: Any) -> bool:
-    before, after = _as_text(old), _as_text(new)
-    if before is None or after is None:
-        return False
-    one_line = "\n" not in before.plain and "\n" not in after.plain
-    return one_line and before.cell_len == after.cell_len
-
-
 def update_static(widget: Static, content: Any) -> None:
-    """``widget.update(content)``, skipped if unchanged, without a relayout if it cannot move."""
+    """``widget.update(content)``, skipped if unchanged, without a relayout if its size is
+    fixed. A widget sized by its content is laid out again even for text of the same
+    width: a snapshot once caught such a widget at its old width (not understood; kept
+    safe)."""
     old = widget.content
     if same_content(old, content):
         return
-    widget.update(content, layout=not (_fixed_size(widget) or _same_size(old, content)))
+    widget.update(content, layout=not _fixed_size(widget))
 
 
 def set_tab_label(tabs: TabbedContent, pane_id: str, label: str) -> None:

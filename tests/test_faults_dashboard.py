@@ -100,7 +100,7 @@ def screen(app: LabdeckApp) -> DashboardScreen:
 
 
 def header_text(app: LabdeckApp) -> str:
-    return " | ".join(str(w.content) for w in screen(app).query_one("#header").query(Static))
+    return app.screen_stack[0].query_one(ClusterHeader).text
 
 
 def notes(app: LabdeckApp, title: str = "") -> list[str]:

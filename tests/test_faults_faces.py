@@ -18,7 +18,6 @@ import pytest
 from mcp import Client
 from pydantic import SecretStr
 from textual.pilot import Pilot
-from textual.widgets import Static
 
 from core.audit import AuditLog
 from core.service import Labdeck
@@ -47,6 +46,7 @@ from tests.support.faults import (
     writes,
 )
 from tui.app import LabdeckApp
+from tui.widgets.cluster_header import ClusterHeader
 from tui.widgets.guest_table import GuestTable
 
 FROZEN = datetime(2025, 3, 14, 9, 26, 53, tzinfo=UTC)
@@ -336,8 +336,7 @@ async def test_mcp_truenas_write_shows_its_job_s_error_or_survives_a_later_drop(
 
 
 def header_text(app: LabdeckApp) -> str:
-    header = app.screen_stack[0].query_one("#header")
-    return " | ".join(str(w.content) for w in header.query(Static))
+    return app.screen_stack[0].query_one(ClusterHeader).text
 
 
 async def until(pilot: Pilot[None], condition: Callable[[], bool], within_s: float = 15.0) -> None:

@@ -17,6 +17,7 @@ from tui.app import LabdeckApp
 from tui.formatting import guest_matches, short_bytes, uptime
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.help import HelpScreen
+from tui.widgets.cluster_header import ClusterHeader
 from tui.widgets.guest_table import GuestTable
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,9 +46,7 @@ def cell(grid: DataTable[object], row: str, column: str) -> str:
 
 
 def header_text(app: LabdeckApp) -> str:
-    header = app.screen_stack[0].query_one("#header")
-    parts = [str(w.content) for w in header.query(Static)]
-    return " | ".join(parts)
+    return app.screen_stack[0].query_one(ClusterHeader).text
 
 
 def notifications(app: LabdeckApp) -> list[str]:

@@ -24,6 +24,7 @@ from tests.support.tui import FROZEN, dashboard_app, loaded, settle, until
 from tui.app import LabdeckApp
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.dashboard import DashboardScreen
+from tui.widgets.cluster_header import ClusterHeader
 from tui.widgets.guest_table import GuestTable
 from tui.widgets.truenas_detail import AppTable, ShareTable, SnapshotTable
 from tui.widgets.truenas_guests import TrueNasVm, mixed_sort_key
@@ -88,7 +89,7 @@ def text_of(app: LabdeckApp, selector: str) -> str:
 
 
 def header_text(app: LabdeckApp) -> str:
-    return " | ".join(str(w.content) for w in screen(app).query_one("#header").query(Static))
+    return app.screen_stack[0].query_one(ClusterHeader).text
 
 
 def notifications(app: LabdeckApp) -> list[str]:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
+from collections.abc import Callable, Iterable
+
 from rich.progress_bar import ProgressBar
 from rich.text import Text
 
@@ -51,6 +54,76 @@ def short_bytes(value: int) -> str:
     raise AssertionError("unreachable")  # pragma: no cover
 
 
+def _first(lo: int, hi: int, test: Callable[[int], bool]) -> int:
+    """The smallest ``v`` in [lo, hi] for which ``test(v)`` (False up to it, True from it)."""
+    while lo < hi:
+        middle = (lo + hi) // 2
+        if test(middle):
+            hi = middle
+        else:
+            lo = middle + 1
+    return lo
+
+
+def _short_bytes_pieces() -> tuple[list[int], list[int]]:
+    """Where the width of ``short_bytes`` changes, and its width from there on.
+
+    ``0B``..``1023B``, then in each unit ``1.0K`` (4), ``10.0K`` (9.95.. rounds up: 5),
+    ``10K`` (3), ``100K`` (99.5.. rounds up: 4), ``1000K`` (999.5..: 5). Where rounding
+    moves a value to the next width is found with ``short_bytes`` itself, so the pieces
+    cannot drift from it."""
+    starts, widths = [0, 10, 100, 1000], [2, 3, 4, 5]
+    for power in range(1, len(_UNITS)):
+        scale = 1024**power
+        for below, width in ((9, 5), (99, 4), (999, 5)):
+            lo = below * scale
+            narrower = len(short_bytes(lo))
+            start = _first(lo, lo + scale, lambda v, n=narrower: len(short_bytes(v)) != n)
+            starts += [start]
+            widths += [width]
+        starts[-3:-3] = [scale]
+        widths[-3:-3] = [4]
+        starts[-1:-1] = [10 * scale]
+        widths[-1:-1] = [3]
+    return starts, widths
+
+
+def _sorted_pieces() -> tuple[list[int], list[int]]:
+    starts, widths = _short_bytes_pieces()
+    pairs = sorted(zip(starts, widths, strict=True))
+    return [start for start, _ in pairs], [width for _, width in pairs]
+
+
+_BYTES_STARTS, _BYTES_WIDTHS = _sorted_pieces()
+#: from here (8 P) ``float(value)`` rounds, and from 1024 P the last unit's figure grows:
+#: such values are measured by formatting them
+_BYTES_TABLE_END = 2**53
+
+
+def short_bytes_width(value: int) -> int:
+    """``len(short_bytes(value))`` without formatting it (a column of 5,000 is sized
+    at every refresh)."""
+    if value >= _BYTES_TABLE_END:
+        return len(short_bytes(value))
+    return _BYTES_WIDTHS[bisect_right(_BYTES_STARTS, max(value, 0)) - 1]
+
+
+def widest_short_bytes(values: Iterable[int]) -> int:
+    """``max(len(short_bytes(v)) for v in values)``, measured piece by piece: a piece of
+    ``short_bytes_width`` counts if any value falls in it (0 for no values)."""
+    ordered = sorted(set(values))
+    if not ordered:
+        return 0
+    widest = max(map(len, map(short_bytes, ordered[bisect_left(ordered, _BYTES_TABLE_END) :])),
+                 default=0)  # fmt: skip
+    ends = [*_BYTES_STARTS[1:], _BYTES_TABLE_END]
+    for start, end, width in zip(_BYTES_STARTS, ends, _BYTES_WIDTHS, strict=True):
+        found = bisect_left(ordered, start if start else -(2**63))  # negatives print 0B
+        if width > widest and found < len(ordered) and ordered[found] < min(end, _BYTES_TABLE_END):
+            widest = width
+    return widest
+
+
 def used_of(used: int, total: int) -> str:
     """``245M/512M``, or ``-`` when nothing is allotted."""
     if total <= 0:
@@ -89,6 +162,17 @@ def uptime(seconds: int) -> str:
     if minutes:
         return f"{minutes}m{secs:02d}s"
     return f"{secs}s"
+
+
+def uptime_width(seconds: int) -> int:
+    """``len(uptime(seconds))`` without formatting it."""
+    if seconds <= 0:
+        return 1
+    if seconds >= 86400:
+        return len(str(seconds // 86400)) + 4  # 7d16h
+    if seconds >= 600:
+        return 6 if seconds < 3600 or seconds >= 36000 else 5  # 10m00s, 10h00m; 1h00m
+    return 5 if seconds >= 60 else 3 if seconds >= 10 else 2  # 1m00s; 10s; 9s
 
 
 def status_text(status: str) -> Text:

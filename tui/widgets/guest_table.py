@@ -2,16 +2,30 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from itertools import compress, groupby
+from operator import attrgetter, methodcaller
 from typing import Any
 
+from rich.cells import cell_len
 from rich.text import Text
 from textual.message import Message
 from textual.widgets import DataTable
 
 from core.models import Guest
-from tui.formatting import guest_matches, percent, status_text, uptime, used_of
-from tui.widgets.keyed_table import Cell, KeyedTable
+from tui.formatting import (
+    guest_matches,
+    percent,
+    short_bytes_width,
+    status_text,
+    uptime,
+    uptime_width,
+    used_of,
+    widest_short_bytes,
+)
+from tui.widgets.keyed_table import Cell, cell_width
+from tui.widgets.lazy_table import LazyTable, Made
 from tui.widgets.truenas_guests import TrueNasVm, mixed_sort_key, truenas_rows
 
 SORT_KEYS: dict[str, Any] = {
@@ -51,17 +65,13 @@ _DRAW: tuple[Callable[[Guest], Cell], ...] = (
     lambda g: ",".join(g.tags),
 )
 
-#: what a row's cells were made from, and the cells
-Made = tuple[tuple[Any, ...], tuple[Cell, ...]]
-
 
 def guest_cells(guest: Guest, before: Made | None = None) -> Made:
     """The row of ``guest`` and what it was made from.
 
-    ``before``: the row made at the last refresh. A cell whose inputs did not change is
-    that same object again (and an unchanged row the same tuple), so a refresh formats
-    and compares only what moved: on 5,000 guests, the CPU, memory and uptime of the
-    running ones.
+    ``before``: the row as drawn last. A cell whose inputs did not change is that same
+    object again (and an unchanged row the same tuple), so a refresh formats and
+    compares only what moved.
     """
     inputs = _inputs(guest)
     if before is None:
@@ -76,7 +86,55 @@ def guest_cells(guest: Guest, before: Made | None = None) -> Made:
     return inputs, tuple(cells)
 
 
-class GuestTable(KeyedTable):
+_has_markup = methodcaller("__contains__", "[")
+
+
+def _widest_text(values: Iterable[str], *, markup: bool = True) -> int:
+    """Cells the widest of ``values`` takes (each distinct value measured once), as str
+    cells (Rich markup) or, ``markup=False``, as plain ``Text`` cells. Plain ASCII (the
+    usual case) is measured by ``len`` alone."""
+    distinct = set(values)
+    if not distinct:
+        return 0
+    if all(map(str.isascii, distinct)) and not (markup and any(map(_has_markup, distinct))):
+        return max(map(len, distinct))
+    return max(map(cell_width if markup else cell_len, distinct))
+
+
+def guest_column_widths(guests: Sequence[Guest]) -> dict[str, int]:
+    """Per column, the width of its widest cell: what ``_DRAW`` would make, measured
+    without drawing every row (5,000 guests are sized at every refresh). The vmid and the
+    CPU figure grow with the number, so the largest is the widest; figures are measured
+    by ``*_width`` functions; text columns on their distinct values."""
+    if not guests:
+        return {}
+    running = list(compress(guests, map("running".__eq__, map(attrgetter("status"), guests))))
+    idle = 1 if len(running) < len(guests) else 0  # "-" in the CPU and memory columns
+    memory = idle
+    by_total = sorted(running, key=attrgetter("maxmem"))
+    for total, same in groupby(by_total, key=attrgetter("maxmem")):  # a few sizes of guest
+        used = widest_short_bytes(map(attrgetter("mem"), same))
+        memory = max(memory, used + 1 + short_bytes_width(total) if total > 0 else 1)
+    statuses = Counter(map(attrgetter("status"), guests))
+    templates = list(compress(guests, map(attrgetter("template"), guests)))
+    if templates:
+        statuses -= Counter(map(attrgetter("status"), templates))
+        statuses["template"] = len(templates)
+    return {
+        "vmid": len(str(max(map(attrgetter("vmid"), guests)))),
+        "name": _widest_text(map(attrgetter("name"), guests), markup=False),
+        "node": _widest_text(map(attrgetter("node"), guests)),
+        "status": _widest_text(statuses),  # the statuses still counted
+        "cpu": max(idle, len(percent(max(map(attrgetter("cpu"), running)))) if running else 0),
+        "mem": memory,
+        "uptime": max(map(uptime_width, set(map(attrgetter("uptime"), guests)))),
+        "pool": _widest_text(pool for pool in set(map(attrgetter("pool"), guests)) if pool),
+        "kind": _widest_text(map(attrgetter("kind"), guests)),
+        "tags": _widest_text(map(",".join, set(map(tuple, map(attrgetter("tags"), guests))))),
+    }
+
+
+class GuestTable(LazyTable):
     """Guests of the cluster. Set ``filter_text`` / call ``cycle_sort``; ``show`` new data."""
 
     COLUMNS = (
@@ -110,8 +168,8 @@ class GuestTable(KeyedTable):
         self.sort_column, self.sort_reverse = self.initial_sort
         #: the guest a person chose; the cursor returns to it when it is shown again
         self.wanted_vmid: int | None = None
-        #: each shown guest's row as last made (see ``guest_cells``)
-        self._made: dict[int, Made] = {}
+        #: the cells of the TrueNAS rows shown (a few: drawn at each refresh)
+        self._truenas_cells: dict[str, tuple[Cell, ...]] = {}
 
     # ------------------------------------------------------------------ data
 
@@ -159,7 +217,7 @@ class GuestTable(KeyedTable):
     def select_vmid(self, vmid: int) -> bool:
         """Put the cursor on ``vmid`` if shown; False when filtered out or unknown."""
         self.wanted_vmid = vmid
-        if str(vmid) not in self._cells:
+        if str(vmid) not in self._row_keys:
             return False
         self.put_cursor_on(str(vmid))
         self.post_message(self.Selected(self.selected))
@@ -169,23 +227,31 @@ class GuestTable(KeyedTable):
         keep = None if self.wanted_vmid is None else str(self.wanted_vmid)
         if keep is None or int(keep) not in self.guests:
             keep = self.current_key
-        made = {g.vmid: guest_cells(g, self._made.get(g.vmid)) for g in self.shown_guests}
-        self._made = made
-        rows: dict[str, tuple[Cell, ...]] = {str(vmid): cells for vmid, (_, cells) in made.items()}
-        rows.update(truenas_rows(self.truenas_vms.values(), self.filter_text))
-        self.sync_rows(rows, keep=keep)
+        shown = self.shown_guests
+        self._truenas_cells = truenas_rows(self.truenas_vms.values(), self.filter_text)
+        widths = guest_column_widths(shown)
+        for cells in self._truenas_cells.values():
+            for key, cell in zip(self.column_keys, cells, strict=True):
+                widths[key] = max(widths.get(key, 0), cell_width(cell))
+        self.show_rows(self._ordered(shown), widths, keep=keep)
         self.post_message(self.Selected(self.selected))
 
-    def after_sync(self) -> None:
-        sort_key = SORT_KEYS[self.sort_column]
-        if self.truenas_vms:  # keys of one shape for both kinds of row
-            vms, column = self.truenas_vms, self.sort_column
-            self.sort_rows(
-                lambda key: mixed_sort_key(column, vms.get(key) or self.guests[int(key)]),
-                reverse=self.sort_reverse,
-            )
-            return
-        self.sort_rows(lambda key: sort_key(self.guests[int(key)]), reverse=self.sort_reverse)
+    def _ordered(self, shown: list[Guest]) -> list[str]:
+        """Row keys of ``shown`` and the TrueNAS rows, sorted on the models."""
+        column, reverse = self.sort_column, self.sort_reverse
+        if not self._truenas_cells:
+            shown = sorted(shown, key=SORT_KEYS[column], reverse=reverse)
+            return [str(g.vmid) for g in shown]
+        vms = self.truenas_vms
+        items: list[Guest | TrueNasVm] = [*shown, *(vms[key] for key in self._truenas_cells)]
+        items.sort(key=lambda item: mixed_sort_key(column, item), reverse=reverse)
+        return [item.key if isinstance(item, TrueNasVm) else str(item.vmid) for item in items]
+
+    def make_row(self, key: str, before: Made | None) -> Made:
+        cells = self._truenas_cells.get(key)
+        if cells is not None:
+            return before if before is not None and before[1] == cells else (cells, cells)
+        return guest_cells(self.guests[int(key)], before)
 
     # ------------------------------------------------------------------ events
 

@@ -24,16 +24,20 @@ DataTable does. The cache attributes are DataTable's private ones (Textual 8.2);
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Container, Iterable, Mapping, Sequence
 from typing import Any
 
 from rich.cells import cell_len
+from rich.style import Style
 from rich.text import Text
+from textual.color import Color
 from textual.geometry import Region
 from textual.widgets import DataTable
 from textual.widgets.data_table import ColumnKey, RowKey
 
 Cell = str | Text
+#: the key marking ``_style_memo`` as current in DataTable's style cache
+_MEMO_MARK = ("labdeck:style-memo",)
 #: rows removed in one sync above which the table is rebuilt instead (see ``sync_rows``)
 REBUILD_ABOVE = 32
 
@@ -62,6 +66,7 @@ class KeyedTable(DataTable[Cell]):
         self._widths: dict[str, Counter[int]] = {}
         #: counts of in-place changes, shown in debug output and checked by tests
         self.sync_stats = {"added": 0, "updated": 0, "removed": 0}
+        self._memo: dict[Any, Any] = {}
         #: DataTable's keys of the columns, made once (a refresh writes thousands of cells)
         self._column_keys = tuple(ColumnKey(key) for key, _ in self.COLUMNS)
 
@@ -144,8 +149,13 @@ class KeyedTable(DataTable[Cell]):
         self.sync_stats["updated"] += len(changed)
         return changed
 
-    def _repaint_rows(self, changed: Mapping[str, Sequence[str]]) -> None:
+    def _repaint_rows(
+        self, changed: Mapping[str, Sequence[str]], keep_rows: Container[str] | None = None
+    ) -> None:
         """Drop the cached renders of the changed cells and rows; repaint those rows only.
+
+        ``keep_rows``: when given, the cached renders of every other row go too (their
+        data may have changed unseen: see ``LazyTable``).
 
         Rows here are one line high, so a row's index is its line below the header (and
         DataTable's ``refresh_row``, which adds up the heights of the rows above, is not
@@ -155,22 +165,60 @@ class KeyedTable(DataTable[Cell]):
         top = self.header_height if self.show_header else 0
         key_at = self._row_locations.get_key
 
+        def stale(row: Any) -> bool:  # a row's cached renders are stale as a whole
+            value = getattr(row, "value", None)
+            if value is None:  # the header
+                return False
+            return value in changed or (keep_rows is not None and value not in keep_rows)
+
         def changed_at(index: int) -> bool:
-            row = key_at(index)
-            return row is not None and row.value in changed
+            return stale(key_at(index))
 
         def cell_changed(key: Any) -> bool:  # (row key, column key, ...); no column: a label
-            return getattr(key[1], "value", None) in changed.get(key[0].value, ())
+            row = key[0].value
+            if keep_rows is not None and row is not None and row not in keep_rows:
+                return True
+            return getattr(key[1], "value", None) in changed.get(row, ())
 
         _discard(self._cell_render_cache, cell_changed)
-        _discard(self._row_render_cache, lambda key: key[0].value in changed)
+        _discard(self._row_render_cache, lambda key: stale(key[0]))
         _discard(self._row_renderable_cache, lambda key: changed_at(key[1]))
         _discard(self._line_cache, lambda key: changed_at(key[0] - top))
         width = max(self.size.width, self.virtual_size.width)
         first = int(self.scroll_y)
         for index in range(first, min(first + self.size.height, self.row_count)):
-            if changed_at(index):
+            row = key_at(index)
+            if row is not None and row.value in changed:
                 self.refresh(Region(0, top + index - first, width, 1))
+
+    # DataTable works out the zebra stripe's style and the background colours for every row
+    # it draws, each by walking the styles of all its ancestors (about a third of drawing a
+    # row). They change only with the styles, so they are kept here until Textual clears
+    # the widget's own style cache (on a style change or a repaint of the whole widget).
+
+    def _style_memo(self) -> dict[Any, Any]:
+        if _MEMO_MARK not in self._rich_style_cache:
+            self._rich_style_cache[_MEMO_MARK] = (Style(), Style())
+            self._memo.clear()
+        return self._memo
+
+    def _get_row_style(self, row_index: int, base_style: Style) -> Style:
+        if row_index < max(self.fixed_rows, 0) or not self.zebra_stripes:
+            return super()._get_row_style(row_index, base_style)
+        memo = self._style_memo()
+        name = "datatable--odd-row" if row_index % 2 else "datatable--even-row"
+        if name not in memo:
+            memo[name] = self.get_component_styles(name).rich_style
+        return memo[name]  # type: ignore[no-any-return]
+
+    @property
+    def background_colors(self) -> tuple[Color, Color]:
+        if self.cursor_type != "row":  # then DataTable uses them: always walk
+            return super().background_colors
+        memo = self._style_memo()
+        if "background_colors" not in memo:
+            memo["background_colors"] = super().background_colors
+        return memo["background_colors"]  # type: ignore[no-any-return]
 
     def _count_widths(self, cells: Sequence[Cell], step: int) -> None:
         for column, cell in zip(self.column_keys, cells, strict=True):

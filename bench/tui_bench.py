@@ -115,7 +115,7 @@ async def _measure(facts: dict[str, Any], refreshes: int, pause_s: float) -> dic
         "table_update": ms(show),
         "paint": ms(paint),
         "ui_update_and_paint": ms([s + p for s, p in zip(show, paint, strict=True)]),
-        "cells_updated_per_refresh": round(statistics.median(updated)),
+        "cells_redrawn_per_refresh": round(statistics.median(updated)),  # rows on screen
         "api_requests_per_refresh": max(requests),
         "filter_web_ms": round(1000 * filtered, 1),
         "filter_web_rows": shown,

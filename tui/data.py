@@ -71,18 +71,18 @@ async def fetch_snapshot(
     request, ``/cluster/resources``.
     """
     known_host = previous.truenas.host if previous and previous.truenas else None
-    kept = ClusterSnapshot(NO_CLUSTER, None, None)
+    kept: dict[str, Any] = {}
     if previous is not None:
-        kept = ClusterSnapshot(NO_CLUSTER, None if pools else previous.pools,
-                               None if overview else previous.overview)  # fmt: skip
+        kept = {"pools": None if pools else previous.pools,
+                "overview": None if overview else previous.overview}  # fmt: skip
     if not service.profile.truenas.configured:
-        return await fetch_cluster(service, kept)
+        return await fetch_cluster(service, **kept)
     if not service.profile.pve.configured:
         alone = await fetch_truenas_guests(service, known_host)
         return ClusterSnapshot(NO_CLUSTER, None, None, truenas=alone, pve=False)
     beside = asyncio.ensure_future(_truenas_beside(service, known_host))
     try:
-        cluster = await fetch_cluster(service, kept)
+        cluster = await fetch_cluster(service, **kept)
     except BaseException:
         beside.cancel()
         raise
@@ -102,13 +102,16 @@ async def _truenas_beside(
         return None, exc
 
 
-async def fetch_cluster(service: Labdeck, kept: ClusterSnapshot | None = None) -> ClusterSnapshot:
+async def fetch_cluster(
+    service: Labdeck,
+    *,
+    pools: list[PoolInfo] | None = None,
+    overview: ClusterOverview | None = None,
+) -> ClusterSnapshot:
     """The inventory first (its failure is the connection state), then pools and overview
-    together; all three share the one cached ``/cluster/resources`` read. ``kept``: pools
-    or overview to keep (those not None) instead of asking for them again."""
+    together; all three share the one cached ``/cluster/resources`` read. ``pools`` and
+    ``overview``: those of an earlier refresh, kept instead of asking for them again."""
     inventory = await service.inventory()
-    pools = kept.pools if kept is not None else None
-    overview = kept.overview if kept is not None else None
     fresh_pools, fresh_overview = await asyncio.gather(
         _soft(service, "pve_list_pools") if pools is None else _none(),
         _soft(service, "pve_cluster_overview") if overview is None else _none(),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
+from typing import IO
 
 from simulator.config import SimulatorConfig
 from simulator.server import Simulator
@@ -29,6 +30,20 @@ def describe(simulator: Simulator) -> list[str]:
         ]
     lines.append(f"PVE login: {simulator.login.user} password {simulator.login.password}")
     return lines
+
+
+def read_facts(lines: IO[str]) -> dict[str, str]:
+    """The facts ``describe`` printed, read back from a ``labdeck sim``'s output (up to its
+    last line, ``PVE login``). Raises RuntimeError if the output ends first: the simulator
+    exited."""
+    facts: dict[str, str] = {}
+    while "PVE login" not in facts:
+        line = lines.readline()
+        if not line:
+            raise RuntimeError("labdeck sim exited before printing how to reach it")
+        key, _, value = line.rstrip("\n").partition(": ")
+        facts[key] = value
+    return facts
 
 
 async def serve(config: SimulatorConfig, print_fn: Callable[[str], object] = print) -> None:

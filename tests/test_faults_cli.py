@@ -16,7 +16,6 @@ import signal
 import ssl
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ import pytest
 
 from core.audit import AuditLog
 from labdeck.cli import main
+from simulator.cli import read_facts
 from tests.support.faults import (
     API,
     GUESTS,
@@ -317,14 +317,7 @@ def test_sim_serves_the_faults_it_was_given(tmp_path: Path) -> None:
     )  # fmt: skip
     try:
         assert proc.stdout is not None
-        facts: dict[str, str] = {}
-        deadline = time.monotonic() + 30
-        while "CA certificate" not in facts and time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            if not line:
-                break
-            name, _, value = line.rstrip("\n").partition(": ")
-            facts[name] = value
+        facts = read_facts(proc.stdout)
         context = ssl.create_default_context(cafile=facts["CA certificate"])
         headers = {"Authorization": facts["PVE token"]}
         with httpx.Client(verify=context, headers=headers, timeout=5) as client:

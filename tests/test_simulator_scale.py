@@ -23,6 +23,7 @@ import httpx
 import pytest
 
 from simulator import Simulator, SimulatorConfig
+from simulator.cli import read_facts
 from tests.support.tui import dashboard, settle, until
 from tui.widgets.pool_tree import PoolTree
 
@@ -236,12 +237,7 @@ def test_sim_serves_the_pools_it_was_asked_for() -> None:
     )  # fmt: skip
     try:
         assert proc.stdout is not None
-        facts: dict[str, str] = {}
-        for line in iter(proc.stdout.readline, ""):  # ends at EOF if the simulator dies
-            key, _, value = line.strip().partition(": ")
-            facts[key] = value
-            if key == "PVE login":
-                break
+        facts = read_facts(proc.stdout)
         headers = {"Authorization": facts["PVE token"]}
         trust = ssl.create_default_context(cafile=facts["CA certificate"])
         with httpx.Client(headers=headers, verify=trust, timeout=30) as client:

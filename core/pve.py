@@ -170,16 +170,19 @@ class PveClient:
             self._client = None
 
     async def _ssl_context(self) -> ssl.SSLContext:
+        """The client's TLS context. A default context loads the system's CA store, ~50 ms
+        in OpenSSL (which lets go of the GIL): built in a worker thread, the event loop runs
+        on meanwhile (a dashboard's first refresh, a listing's first request)."""
         s = self.settings
         assert s.host is not None
         if s.scheme == "http":  # allowed explicitly (config refuses it otherwise); unused
             log.warning("%s", plain_http_warning(self.base_url))
-            return verifying_context(s.ca_bundle)
+            return await asyncio.to_thread(verifying_context, s.ca_bundle)
         if s.fingerprint:
             return await pinned_context_for(s.host, s.port, s.fingerprint, s.timeout_s)
         if not s.verify_ssl:
-            return insecure_context(self.base_url)
-        return verifying_context(s.ca_bundle)
+            return await asyncio.to_thread(insecure_context, self.base_url)
+        return await asyncio.to_thread(verifying_context, s.ca_bundle)
 
     async def _http(self) -> httpx.AsyncClient:
         if self._client is not None:

@@ -2,7 +2,8 @@
 
 At 5,000 guests, computing each guest's metrics and building and encoding its resource
 dict was most of a ``GET /cluster/resources``. Here each entry is rendered as JSON text
-from a ``%`` template made once per guest (only the metrics are filled in per request),
+from a ``%`` template made once per guest (only the metrics are filled in per request,
+from the guest's ``GuestCurve``, also made once),
 and the rows of one metric second (``ClusterState.metric_time``) are kept for the
 requests that follow within it: a dashboard, several clients or an agent asking again.
 
@@ -17,18 +18,24 @@ import weakref
 from json.encoder import encode_basestring
 from typing import NamedTuple
 
-from simulator.metrics import GuestMetrics, guest_metrics
+from simulator.metrics import STOPPED, GuestCurve, GuestMetrics, guest_curve, metrics_at
 from simulator.model import Guest
 from simulator.state import ClusterState
 
 
 class SheetRow(NamedTuple):
-    """One guest's metrics and resource entry, and the guest's ``edit_stamp`` then."""
+    """One guest's metrics and resource entry, and the guest's ``edit_stamp`` then (its
+    template and metric curve are the guest's as long as the stamp is). All plain data,
+    so the garbage collector stops tracking the 5,000 rows a request may make."""
 
     edit_stamp: int
     template: str
+    curve: GuestCurve | None
     metrics: GuestMetrics
     text: str
+
+
+_new_row = tuple.__new__  # SheetRow(...) without NamedTuple's Python-level __new__
 
 
 def guest_template(guest: Guest) -> str:
@@ -77,15 +84,17 @@ class GuestSheet:
         for vmid, guest in state.guests.items():
             row = kept.get(vmid)
             if row is None or row.edit_stamp != guest.edit_stamp:
-                m = guest_metrics(guest, metric_time, now)
-                template = guest_template(guest)
-                row = SheetRow(guest.edit_stamp, template, m, template % m)
+                curve, template = guest_curve(guest), guest_template(guest)
+                m = STOPPED if curve is None else metrics_at(curve, metric_time, now)
+                row = SheetRow(guest.edit_stamp, template, curve, m, template % m)
                 edited = True
             elif guest.status == "running" and (moved or guest.boot_time > metric_time):
                 # Unchanged but live: new numbers in the template it has. (A guest booted
                 # after the metric time counts uptime from ``now``; a stopped one is all 0.)
-                m = guest_metrics(guest, metric_time, now)
-                row = SheetRow(row.edit_stamp, row.template, m, row.template % m)
+                curve, template = row.curve, row.template
+                assert curve is not None  # made while running: the stamp is the same
+                m = metrics_at(curve, metric_time, now)
+                row = _new_row(SheetRow, (row.edit_stamp, template, curve, m, template % m))
                 moved = True
             rows[vmid] = row
         self._metric_time, self.rows = metric_time, rows

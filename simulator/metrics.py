@@ -16,11 +16,17 @@ from simulator.model import MIB, Drift, Guest, Node
 
 def wobble(drift: Drift, t: float) -> float:
     """A smooth value in [-1, 1]: three sines of seeded period and phase."""
-    (p1, p2, p3), (f1, f2, f3) = drift.periods, drift.phases
+    return _wobble(drift.periods, drift.phases, t)
+
+
+def _wobble(periods: tuple[float, float, float], phases: tuple[float, float, float],
+            t: float) -> float:  # fmt: skip
+    (p1, p2, p3), (f1, f2, f3) = periods, phases
+    turn = math.tau * t  # math.tau * t / p1 is (math.tau * t) / p1: the same operations
     return (
-        0.6 * math.sin(math.tau * t / p1 + f1)
-        + 0.3 * math.sin(math.tau * t / p2 + f2)
-        + 0.1 * math.sin(math.tau * t / p3 + f3)
+        0.6 * math.sin(turn / p1 + f1)
+        + 0.3 * math.sin(turn / p2 + f2)
+        + 0.1 * math.sin(turn / p3 + f3)
     )
 
 
@@ -47,40 +53,74 @@ def guest_metrics(guest: Guest, metric_time: float, now: float) -> GuestMetrics:
     """Metrics at ``metric_time``; uptime counts from ``now`` for guests booted later.
 
     With frozen metrics ``metric_time`` is the base epoch: guests booted during
-    the run would otherwise show a negative uptime. /cluster/resources calls this for
-    every guest, so it avoids calls it can spare (the clamps are comparisons, not
-    ``min``/``max``; same values).
+    the run would otherwise show a negative uptime.
     """
+    curve = guest_curve(guest)
+    return STOPPED if curve is None else metrics_at(curve, metric_time, now)
+
+
+class GuestCurve(NamedTuple):
+    """What a running guest's metrics depend on besides the time: read once from the guest
+    and its drift, and valid until the guest changes (any assignment to it gives it a new
+    ``edit_stamp``). /cluster/resources needs every running guest's metrics each simulated
+    second; ``simulator.guest_sheet`` keeps each guest's curve instead of reading a dozen
+    fields of the guest (two of them properties) again every second. Plain numbers, so
+    the garbage collector stops tracking it."""
+
+    boot_time: float
+    periods: tuple[float, float, float]
+    phases: tuple[float, float, float]
+    cpu_base: float
+    cpu_swing: float
+    mem_fraction: float
+    maxmem: int
+    disk: int
+    disk_read_rate: float
+    disk_write_rate: float
+    net_in_rate: float
+    net_out_rate: float
+
+
+#: a NamedTuple built without its ``__new__``, Python code that costs as much as the rest
+#: of building it: ``_new_tuple(GuestMetrics, (cpu, mem, ...))``, fields in their order
+_new_tuple = tuple.__new__
+
+
+def guest_curve(guest: Guest) -> GuestCurve | None:
+    """The curve of a running guest's metrics; None for one that is not running (all 0)."""
     if guest.status != "running":
-        return STOPPED
-    drift = guest.drift
-    clock = metric_time if guest.boot_time <= metric_time else now
-    uptime = int(clock - guest.boot_time)
+        return None
+    d = guest.drift
+    disk = int(guest.maxdisk * guest.disk_fraction) if guest.kind == "lxc" else 0
+    return _new_tuple(GuestCurve, (
+        guest.boot_time, d.periods, d.phases, d.cpu_base, d.cpu_swing, d.mem_fraction,
+        guest.maxmem, disk, d.disk_read_rate, d.disk_write_rate, d.net_in_rate,
+        d.net_out_rate,
+    ))  # fmt: skip
+
+
+def metrics_at(curve: GuestCurve, metric_time: float, now: float) -> GuestMetrics:
+    """A running guest's metrics (see ``guest_metrics``). Called for thousands of guests
+    per request: clamped by comparisons, not min/max calls (the same values, cheaper)."""
+    (boot_time, periods, phases, cpu_base, cpu_swing, mem_fraction, maxmem, disk,
+     read_rate, write_rate, in_rate, out_rate) = curve  # fmt: skip
+    clock = metric_time if boot_time <= metric_time else now
+    uptime = int(clock - boot_time)
     if uptime < 0:
         uptime = 0
-    level = wobble(drift, clock)
-    cpu = _clamp(drift.cpu_base + drift.cpu_swing * level, 0.001, 1.0)
+    level = _wobble(periods, phases, clock)
+    cpu = cpu_base + cpu_swing * level
+    cpu = 0.001 if cpu < 0.001 else 1.0 if cpu > 1.0 else cpu
     # A freshly booted guest has not filled its memory yet.
     warmup = 0.35 + uptime / 600
     if warmup > 1.0:
         warmup = 1.0
-    mem_share = _clamp(drift.mem_fraction * warmup * (1 + 0.08 * level), 0.05, 0.98)
-    disk = int(guest.maxdisk * guest.disk_fraction) if guest.kind == "lxc" else 0
-    return GuestMetrics(  # positional (cheaper): cpu, mem, disk, diskread, diskwrite, net..
-        round(cpu, 6),
-        int(guest.maxmem * mem_share),
-        disk,
-        int(drift.disk_read_rate * uptime),
-        int(drift.disk_write_rate * uptime),
-        int(drift.net_in_rate * uptime),
-        int(drift.net_out_rate * uptime),
-        uptime,
-    )
-
-
-def _clamp(value: float, low: float, high: float) -> float:
-    """``min(high, max(low, value))``."""
-    return low if value < low else high if value > high else value
+    share = mem_fraction * warmup * (1 + 0.08 * level)
+    share = 0.05 if share < 0.05 else 0.98 if share > 0.98 else share
+    return _new_tuple(GuestMetrics, (  # cpu, mem, disk, diskread, diskwrite, netin, ...
+        round(cpu, 6), int(maxmem * share), disk, int(read_rate * uptime),
+        int(write_rate * uptime), int(in_rate * uptime), int(out_rate * uptime), uptime,
+    ))  # fmt: skip
 
 
 @dataclass(frozen=True)

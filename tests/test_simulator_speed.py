@@ -9,7 +9,9 @@ can compute the expected answer for the very time the simulator answered at.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 import ssl
 from collections.abc import Callable
 from types import ModuleType
@@ -20,7 +22,8 @@ import httpx
 from simulator import SimulatorHandle, views
 from simulator.auth import AUDITOR_PRIVILEGES, Principal
 from simulator.clock import SimClock
-from simulator.metrics import guest_metrics, node_metrics
+from simulator.metrics import GuestMetrics, guest_curve, guest_metrics, metrics_at, node_metrics
+from simulator.model import Guest
 from simulator.state import ClusterState
 
 StartSim = Callable[..., Any]
@@ -235,6 +238,86 @@ def test_names_with_quotes_percent_signs_and_non_ascii_are_encoded_like_json(
         body = _resources(client)
     assert body == handle.call(lambda: _expected(handle.state))
     assert "ünïcode-✓".encode() in body  # UTF-8 as pveproxy sends it, not \u escapes
+
+
+def _plain_metrics(guest: Guest, metric_time: float, now: float) -> GuestMetrics:
+    """The metrics formula written plainly, the way ``simulator.metrics`` first had it
+    (``wobble`` per call, ``min``/``max`` clamps): what the per-guest curves must give, to
+    the last bit."""
+    if guest.status != "running":
+        return GuestMetrics(0.0, 0, 0, 0, 0, 0, 0, 0)
+    d = guest.drift
+    clock = metric_time if guest.boot_time <= metric_time else now
+    uptime = max(0, int(clock - guest.boot_time))
+    (p1, p2, p3), (f1, f2, f3) = d.periods, d.phases
+    level = (
+        0.6 * math.sin(math.tau * clock / p1 + f1)
+        + 0.3 * math.sin(math.tau * clock / p2 + f2)
+        + 0.1 * math.sin(math.tau * clock / p3 + f3)
+    )
+    cpu = min(1.0, max(0.001, d.cpu_base + d.cpu_swing * level))
+    warmup = min(1.0, 0.35 + uptime / 600)
+    share = min(0.98, max(0.05, d.mem_fraction * warmup * (1 + 0.08 * level)))
+    disk = int(guest.maxdisk * guest.disk_fraction) if guest.kind == "lxc" else 0
+    return GuestMetrics(
+        round(cpu, 6), int(guest.maxmem * share), disk, int(d.disk_read_rate * uptime),
+        int(d.disk_write_rate * uptime), int(d.net_in_rate * uptime),
+        int(d.net_out_rate * uptime), uptime,
+    )  # fmt: skip
+
+
+def test_metric_curves_give_the_plain_formulas_numbers_to_the_bit() -> None:
+    state = ClusterState(cluster_name="x", node_count=32, guest_count=5000, seed=7)
+    sample = list(state.guests.values())[::37]
+    running = [g for g in sample if g.running]
+    assert running and len(running) < len(sample)  # stopped guests are in the sample too
+    # drifts that hit every clamp: cpu below 0.001 and above 1, memory below 5% and over 98%
+    extremes = [
+        dataclasses.replace(running[0], drift=dataclasses.replace(
+            running[0].drift, cpu_base=base, cpu_swing=0.5, mem_fraction=fraction))
+        for base, fraction in ((-0.6, 0.01), (1.4, 1.5), (0.0, 0.06))
+    ]  # fmt: skip
+    boot = max(g.boot_time for g in running)
+    # before the latest boot (uptime from now, or 0), a second after it (warming up), later
+    times = [boot - 3600.0, boot - 0.5, boot + 1.0, boot + 299.0, boot + 86_400.0, 2.0e9]
+    for guest in sample + extremes:
+        curve = guest_curve(guest)
+        for metric_time in times:
+            for now in (metric_time, metric_time + 0.75, boot + 10.0):
+                plain = _plain_metrics(guest, metric_time, now)
+                for fast in (guest_metrics(guest, metric_time, now),
+                             metrics_at(curve, metric_time, now) if curve else plain):  # fmt: skip
+                    assert fast == plain, (guest.vmid, metric_time, now)
+                    assert [type(v) for v in fast] == [type(v) for v in plain]
+    clamped = [guest_metrics(g, boot + 299.0, boot + 299.0) for g in extremes]
+    assert {m.cpu for m in clamped[:2]} == {0.001, 1.0}
+    maxmem = extremes[0].maxmem
+    assert [m.mem for m in clamped[:2]] == [int(maxmem * 0.05), int(maxmem * 0.98)]
+
+
+def test_rows_kept_over_many_seconds_follow_every_change(make_sim: StartSim) -> None:
+    """Each guest's curve is made once and used second after second: the answer must stay
+    the plain one as seconds pass, guests start and stop, move and change size."""
+    handle = make_sim(nodes=3, guests=120, dynamic=True)
+    clock = _take_over_clock(handle, start=0.5)
+
+    def change(step: int) -> None:
+        guests = list(handle.state.guests.values())
+        guest = guests[step * 7 % len(guests)]
+        if step % 3 == 0:
+            guest.status = "stopped" if guest.running else "running"
+            guest.boot_time = handle.state.now()  # as a start task leaves it
+        elif step % 3 == 1:
+            guest.memory_mib *= 2
+        else:
+            guest.node = next(n for n in handle.state.nodes if n != guest.node)
+
+    with _client(handle) as client:
+        for step in range(8):
+            clock.seconds += 1.0 if step % 2 else 1.25  # a new second, at varying offsets
+            assert _resources(client) == handle.call(lambda: _expected(handle.state))
+            handle.call(lambda step=step: change(step))
+            assert _resources(client) == handle.call(lambda: _expected(handle.state))
 
 
 def test_has_everywhere_below_sees_more_specific_entries() -> None:

@@ -131,10 +131,11 @@ class LazyTable(KeyedTable):
                 columns = [
                     column.value
                     for column, old, new in zip(self._column_keys, before[1], made[1], strict=True)
-                    if old is not new
+                    if old is not new and old != new  # new inputs may draw the same
                 ]
                 self.sync_stats["updated"] += len(columns)
-                changed[key] = columns
+                if columns:
+                    changed[key] = columns
         self._drawn = drawn
         return changed
 

@@ -24,6 +24,7 @@ from typing import Any
 
 from textual._two_way_dict import TwoWayDict
 from textual.widgets import DataTable
+from textual.widgets._data_table import _EMPTY_TEXT, RowRenderables, default_cell_formatter
 from textual.widgets.data_table import Row, RowKey
 
 from tui.widgets.keyed_table import Cell, KeyedTable, cell_width
@@ -62,6 +63,8 @@ class LazyTable(KeyedTable):
         self._order: list[str] = []
         self._row_keys: dict[str, RowKey] = {}
         self._column_index = {key: index for index, key in enumerate(self._column_keys)}
+        #: per drawn row, its cells and what DataTable renders of them (see below)
+        self._formatted: dict[str, tuple[tuple[Cell, ...], RowRenderables]] = {}
 
     def make_row(self, key: str, before: Made | None) -> Made:
         """Draw row ``key`` from the current models. ``before``: how it was drawn last;
@@ -74,6 +77,30 @@ class LazyTable(KeyedTable):
         if made is None:
             made = self._drawn[key] = self.make_row(key, None)
         return made[1]
+
+    def _compute_row_renderables(self, row_index: int) -> RowRenderables:
+        """DataTable's, but a cell that is the same object as when the row was last
+        rendered keeps its renderable: a repainted row parses the markup of the cells that
+        changed, not of all ten."""
+        row_key = self._row_locations.get_key(row_index) if row_index >= 0 else None
+        if row_key is None:
+            return super()._compute_row_renderables(row_index)
+        cells = self.row_cells(row_key.value)
+        before = self._formatted.get(row_key.value)
+        if before is not None and before[0] is cells:
+            return before[1]
+        old_cells, old = before if before is not None else ((), RowRenderables(None, []))
+        renderables = [
+            old.cells[index]
+            if index < len(old_cells) and cell is old_cells[index]
+            else _EMPTY_TEXT  # as DataTable formats a cell of a one-line row
+            if cell is None
+            else default_cell_formatter(cell, wrap=False, height=1) or _EMPTY_TEXT
+            for index, cell in enumerate(cells)
+        ]
+        made = RowRenderables(None, renderables)
+        self._formatted[row_key.value] = (cells, made)
+        return made
 
     def show_rows(self, order: Sequence[str], widths: Mapping[str, int], keep: str | None) -> None:
         """Show the rows ``order`` names, in that order, with columns ``widths`` wide (the
@@ -137,6 +164,7 @@ class LazyTable(KeyedTable):
                 if columns:
                     changed[key] = columns
         self._drawn = drawn
+        self._formatted = {key: made for key, made in self._formatted.items() if key in drawn}
         return changed
 
     def _fit_to(self, widths: Mapping[str, int]) -> None:

@@ -18,6 +18,7 @@ from typing import Any
 from core.service import Labdeck
 from labdeck.demo import demo_profile
 from simulator import DemoToken
+from simulator.cli import read_facts
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -42,19 +43,6 @@ def _token(header: str) -> DemoToken:
     return DemoToken(user=user, token_name=name, secret=secret)
 
 
-def _read_facts(process: subprocess.Popen[str]) -> dict[str, str]:
-    """The ``key: value`` lines `labdeck sim` prints; ``PVE login`` is the last one."""
-    assert process.stdout is not None
-    facts: dict[str, str] = {}
-    while "PVE login" not in facts:
-        line = process.stdout.readline()
-        if not line:
-            raise RuntimeError("labdeck sim exited before printing its facts")
-        key, _, value = line.strip().partition(": ")
-        facts[key] = value
-    return facts
-
-
 @contextmanager
 def external_sim(
     guests: int, nodes: int, speed: float = 1.0, pools: int | None = None
@@ -65,7 +53,8 @@ def external_sim(
         command += ["--pools", str(pools)]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=ROOT)
     try:
-        facts = _read_facts(process)
+        assert process.stdout is not None
+        facts = read_facts(process.stdout)
         url = facts["PVE URL"].removeprefix("https://").removesuffix("/api2/json")
         host, _, port = url.rpartition(":")
         yield ExternalSim(

@@ -102,9 +102,12 @@ def test_exec_then_status_until_exited_then_the_pid_is_forgotten(
     exec_path = f"{_base(vm)}/exec"
     assert pve_schema.validate_request("POST", exec_path, {"command": ["sleep", "5"]}) == []
     response = api.post(exec_path, data={"command": ["sleep", "5"]})  # repeated form keys
-    assert pve_schema.validate_returns(
-        "POST", pve_schema.match("POST", exec_path), response.json()["data"], strict=True
-    ) == []
+    assert (
+        pve_schema.validate_returns(
+            "POST", pve_schema.match("POST", exec_path), response.json()["data"], strict=True
+        )
+        == []
+    )
     pid = response.json()["data"]["pid"]
     status_path = f"{_base(vm)}/exec-status"
     template = pve_schema.match("GET", status_path)
@@ -318,7 +321,9 @@ def test_containers_have_no_agent_endpoints(handle: SimulatorHandle, api: httpx.
     assert response.reason_phrase == f"Method 'POST {_base(ct)}/exec' not implemented"
     as_vm = api.post(f"/nodes/{ct.node}/qemu/{ct.vmid}/agent/ping")
     assert (as_vm.status_code, as_vm.reason_phrase) == (
-        500, f"Configuration file 'nodes/{ct.node}/qemu-server/{ct.vmid}.conf' does not exist")
+        500,
+        f"Configuration file 'nodes/{ct.node}/qemu-server/{ct.vmid}.conf' does not exist",
+    )
 
 
 # ---------------------------------------------------------- privileges, params
@@ -331,7 +336,9 @@ def test_readonly_token_may_inspect_but_not_execute(
     for response in (auditor.post(f"{base}/exec", data={"command": "ls"}),
                      auditor.get(f"{base}/exec-status", params={"pid": 1})):  # fmt: skip
         assert (response.status_code, response.reason_phrase) == (
-            403, f"Permission check failed (/vms/{vm.vmid}, VM.GuestAgent.Unrestricted)")
+            403,
+            f"Permission check failed (/vms/{vm.vmid}, VM.GuestAgent.Unrestricted)",
+        )
     assert auditor.post(f"{base}/ping").status_code == 200
     assert auditor.get(f"{base}/get-osinfo").json()["data"]["result"]["name"]
     assert auditor.get(f"{base}/network-get-interfaces").json()["data"]["result"]

@@ -404,8 +404,12 @@ def test_oversized_body_is_501(api: httpx.Client) -> None:
 
 
 def test_get_with_a_body_is_501(api: httpx.Client) -> None:
-    response = api.request("GET", "/version", content=b"x=1",
-                           headers={"Content-Type": "application/x-www-form-urlencoded"})
+    response = api.request(
+        "GET",
+        "/version",
+        content=b"x=1",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
     assert (response.status_code, response.reason_phrase) == (501, "Unexpected content for method")
 
 

@@ -215,6 +215,4 @@ async def test_cli_prints_one_line_per_fact_then_serves() -> None:
     assert re.fullmatch(r"read-only token: PVEAPIToken=auditor@pve!readonly=\S+", lines[2])
     assert lines[3].startswith("CA certificate: /")
     assert FINGERPRINT.fullmatch(lines[4].removeprefix("CA SHA-256 fingerprint: "))
-    assert FINGERPRINT.fullmatch(
-        lines[5].removeprefix("server certificate SHA-256 fingerprint: ")
-    )
+    assert FINGERPRINT.fullmatch(lines[5].removeprefix("server certificate SHA-256 fingerprint: "))

@@ -127,6 +127,7 @@ async def _results(handle: TrueNasHandle, names: list[str]) -> dict[str, Any]:
     context = ssl.create_default_context(cafile=handle.ca_path)
     out: dict[str, Any] = {}
     async with connect(handle.url, ssl=context, max_size=None) as ws:
+
         async def call(ident: int, method: str, *params: Any) -> Any:
             await ws.send(json.dumps({"jsonrpc": "2.0", "id": ident, "method": method,
                                       "params": list(params)}))  # fmt: skip
@@ -161,7 +162,8 @@ def test_query_results_have_reference_fields(nas: TrueNasHandle,
             for field, kind in spec.items():
                 assert field in item, f"{name} ({nas.release}): item lacks {field!r}"
                 assert type_ok(item[field], kind, legacy), (
-                    f"{name} ({nas.release}): {field}={item[field]!r} is not {kind}")
+                    f"{name} ({nas.release}): {field}={item[field]!r} is not {kind}"
+                )
                 checked += 1
     assert checked > 500
 

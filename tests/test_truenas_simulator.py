@@ -102,8 +102,10 @@ async def test_protocol_errors(rpc: Raw) -> None:
     assert msg["id"] is None and msg["error"]["code"] == -32700
     await rpc.send([{"jsonrpc": "2.0", "id": 1, "method": "core.ping"}])
     msg = await rpc.reply()
-    assert msg["error"] == {"code": -32700,
-                            "message": "Batch messages are not supported at this time"}
+    assert msg["error"] == {
+        "code": -32700,
+        "message": "Batch messages are not supported at this time",
+    }
     await rpc.send({"jsonrpc": "1.0", "id": 5, "method": "core.ping"})
     assert (await rpc.reply(5))["error"]["code"] == -32600
     await rpc.send({"jsonrpc": "2.0", "id": 6, "method": "core.ping", "params": {"a": 1}})
@@ -138,8 +140,10 @@ async def test_authentication_and_roles(nas: TrueNasHandle) -> None:
     assert _data(msg)["error"] == 207 and _data(msg)["errname"] == "ENOTAUTHENTICATED"
     assert await raw.ok("core.ping") == "pong"  # allowed before login since 25.10
     assert await raw.ok("auth.login_with_api_key", nas.api_key[:-1] + "?") is False
-    reply = await raw.ok("auth.login_ex", {"mechanism": "API_KEY_PLAIN", "username": "labdeck-ro",
-                                           "api_key": nas.readonly_api_key})
+    reply = await raw.ok(
+        "auth.login_ex",
+        {"mechanism": "API_KEY_PLAIN", "username": "labdeck-ro", "api_key": nas.readonly_api_key},
+    )
     assert reply["response_type"] == "SUCCESS"
     assert "READONLY_ADMIN" in reply["user_info"]["privilege"]["roles"]["$set"]
     assert len(await raw.ok("pool.query")) == 2
@@ -216,9 +220,11 @@ async def test_versioned_endpoints(make_nas: Callable[..., TrueNasHandle]) -> No
 async def test_renamed_methods_are_absent(make_nas: Callable[..., TrueNasHandle],
                                           release: str) -> None:  # fmt: skip
     raw = await _open(make_nas(version=release))
-    absent = {"25.04": ["pool.snapshot.query", "container.query", "zfs.resource.snapshot.query"],
-              "25.10": ["container.query", "zpool.scrub.run"],
-              "26": ["zfs.snapshot.query", "virt.instance.query", "virt.instance.start"]}[release]
+    absent = {
+        "25.04": ["pool.snapshot.query", "container.query", "zfs.resource.snapshot.query"],
+        "25.10": ["container.query", "zpool.scrub.run"],
+        "26": ["zfs.snapshot.query", "virt.instance.query", "virt.instance.start"],
+    }[release]
     for name in absent:
         assert (await raw.call(name))["error"]["code"] == -32601, name
     await raw.ws.close()
@@ -280,8 +286,10 @@ def names(filters: list[Any], **options: Any) -> Any:
         ([["tags.*", "=", "b"]], ["tank", "tank/media"]),
         ([["when.$date", ">", "2025-03-01T00:00:00Z"]], ["backup"]),
         ([["OR", [["name", "=", "tank"], ["size", "=", None]]]], ["tank", "backup"]),
-        ([["OR", [[["name", "^", "tank"], ["size", ">", 10]], ["name", "=", "backup"]]]],
-         ["tank/media", "backup"]),
+        (
+            [["OR", [[["name", "^", "tank"], ["size", ">", 10]], ["name", "=", "backup"]]]],
+            ["tank/media", "backup"],
+        ),
         ([["name", "^", "tank"], ["OR", [["size", "=", 10], ["size", "=", 30]]]], ["tank"]),
     ],
 )
@@ -300,8 +308,12 @@ def test_query_options() -> None:
     with pytest.raises(RpcError) as info:
         run_query(ITEMS, [["name", "=", "zzz"]], {"get": True})
     assert info.value.code == -32001 and info.value.data and info.value.data["error"] == 22
-    for bad_filters, bad_options in (([["name", "C~", "x"]], {}), ([["a", "??", 1]], {}),
-                                     ([], {"limitt": 1}), ([], {"limit": -1})):
+    for bad_filters, bad_options in (
+        ([["name", "C~", "x"]], {}),
+        ([["a", "??", 1]], {}),
+        ([], {"limitt": 1}),
+        ([], {"limit": -1}),
+    ):
         with pytest.raises(RpcError) as info:
             run_query(ITEMS, bad_filters, bad_options)
         assert info.value.code == -32602
@@ -316,17 +328,20 @@ async def test_query_over_the_wire(rpc: Raw) -> None:
 
 # ---- writes -----------------------------------------------------------------------------------
 async def test_dataset_share_and_user_writes(rpc: Raw, nas: TrueNasHandle) -> None:
-    ds = await rpc.ok("pool.dataset.create", {"name": "tank/projects", "quota": 2**40,
-                                              "compression": "ZSTD"})
+    ds = await rpc.ok(
+        "pool.dataset.create", {"name": "tank/projects", "quota": 2**40, "compression": "ZSTD"}
+    )
     assert ds["quota"]["parsed"] == 2**40 and ds["compression"]["value"] == "ZSTD"
-    ds = await rpc.ok("pool.dataset.update", "tank/projects", {"comments": "work",
-                                                               "readonly": "ON"})
+    ds = await rpc.ok(
+        "pool.dataset.update", "tank/projects", {"comments": "work", "readonly": "ON"}
+    )
     assert ds["comments"]["value"] == "work" and ds["readonly"]["parsed"] is True
     dup = await rpc.call("pool.dataset.create", {"name": "tank/projects"})
-    assert dup["error"]["data"]["extra"][0][:2] == ["data.name",
-                                                    "Path tank/projects already exists"]
-    share = await rpc.ok("sharing.smb.create", {"name": "projects",
-                                                "path": "/mnt/tank/projects"})
+    assert dup["error"]["data"]["extra"][0][:2] == [
+        "data.name",
+        "Path tank/projects already exists",
+    ]
+    share = await rpc.ok("sharing.smb.create", {"name": "projects", "path": "/mnt/tank/projects"})
     share = await rpc.ok("sharing.smb.update", share["id"], {"comment": "team"})
     assert share["comment"] == "team" and share["path"] == "/mnt/tank/projects"
     assert "dataset" not in share  # a 26.0 field; this simulator speaks 25.10

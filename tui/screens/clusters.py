@@ -195,4 +195,3 @@ class ClustersScreen(ModalScreen[Choice | None]):
 
     def action_dismiss_none(self) -> None:
         self.dismiss(None)
-

@@ -5,24 +5,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import threading
-from collections.abc import Callable
-from types import TracebackType
-from typing import TypeVar
 
 from simulator.auth import Authenticator, demo_grants, demo_users
 from simulator.config import DemoLogin, DemoToken, SimulatorConfig, demo_logins, demo_tokens
 from simulator.faults import FaultInjector, FaultyPveApi
 from simulator.http import HttpServer
+from simulator.loop_thread import LoopThread, run_in_thread
 from simulator.pve_api import PveApi
 from simulator.routing import ServerFacts
 from simulator.state import ClusterState
 from simulator.tls import TlsMaterial, make_tls
 from simulator.truenas import TrueNasSimulator
 
-T = TypeVar("T")
 TICK_SECONDS = 0.05  # how often running tasks are checked for completion (real time)
-STARTUP_TIMEOUT_S = 30.0
 
 
 def _url_host(host: str) -> str:
@@ -180,15 +175,8 @@ class Simulator:
         await self.stop()
 
 
-class SimulatorHandle:
+class SimulatorHandle(LoopThread[Simulator]):
     """A simulator running on its own event loop in a daemon thread."""
-
-    def __init__(self, simulator: Simulator, loop: asyncio.AbstractEventLoop,
-                 thread: threading.Thread) -> None:  # fmt: skip
-        self.simulator = simulator
-        self._loop = loop
-        self._thread = thread
-        self._stopped = False
 
     @property
     def pve_url(self) -> str:
@@ -256,67 +244,12 @@ class SimulatorHandle:
         """Add and clear fault rules from any thread: ``handle.faults.add("503", ...)``."""
         return self.simulator.faults
 
-    def call(self, fn: Callable[[], T], timeout: float = 10.0) -> T:
-        """Run ``fn()`` on the simulator's loop (thread-safe) and return its result."""
-
-        async def run() -> T:
-            return fn()
-
-        return asyncio.run_coroutine_threadsafe(run(), self._loop).result(timeout)
-
     def clear_request_log(self) -> None:
         self.call(self.simulator.clear_request_log)
-
-    def stop(self) -> None:
-        if self._stopped:
-            return
-        self._stopped = True
-        if self._loop.is_running():
-            future = asyncio.run_coroutine_threadsafe(self.simulator.stop(), self._loop)
-            with contextlib.suppress(Exception):
-                future.result(STARTUP_TIMEOUT_S)
-            self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(STARTUP_TIMEOUT_S)
-
-    def __enter__(self) -> SimulatorHandle:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:  # fmt: skip
-        self.stop()
 
 
 def start_in_thread(config: SimulatorConfig | None = None) -> SimulatorHandle:
     """Start a simulator on a fresh event loop in a daemon thread; returns once it listens."""
     simulator = Simulator(config)
-    loop = asyncio.new_event_loop()
-    ready = threading.Event()
-    failure: list[BaseException] = []
-
-    def run() -> None:
-        asyncio.set_event_loop(loop)
-        try:
-            loop.run_until_complete(simulator.start())
-        except BaseException as exc:  # reported to the starting thread below
-            failure.append(exc)
-            ready.set()
-            loop.close()
-            return
-        ready.set()
-        try:
-            loop.run_forever()
-        finally:
-            pending = asyncio.all_tasks(loop)
-            for task in pending:
-                task.cancel()
-            if pending:
-                loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-            loop.close()
-
-    thread = threading.Thread(target=run, name="labdeck-simulator", daemon=True)
-    thread.start()
-    if not ready.wait(STARTUP_TIMEOUT_S):
-        raise RuntimeError("the simulator did not start in time")
-    if failure:
-        raise failure[0]
+    loop, thread = run_in_thread(simulator, name="labdeck-simulator", what="the simulator")
     return SimulatorHandle(simulator, loop, thread)

@@ -185,9 +185,11 @@ names = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs", 
 
 @st.composite
 def any_guest(draw: st.DrawFn, vmid: int) -> Guest:
-    status = draw(st.sampled_from(["running", "stopped", "paused", "unknown"]))
+    # odd statuses and node names: a status is a Text cell, a node a str cell (Rich markup)
+    status = draw(st.sampled_from(["running", "stopped", "paused", "[b]up[/b]"]) | names)
+    node = draw(st.sampled_from(["pve1", "node-long-7", "[b]n[/b]", "ünï"]))
     return Guest(
-        vmid=vmid, name=draw(names), node=draw(st.sampled_from(["pve1", "node-long-7"])),
+        vmid=vmid, name=draw(names), node=node,
         kind=draw(st.sampled_from(["qemu", "lxc"])), status=status,
         template=draw(st.booleans()), cpu=draw(st.floats(0, 1)),
         mem=draw(st.integers(0, 2**42)), maxmem=draw(st.integers(0, 2**42)),

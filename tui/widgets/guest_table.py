@@ -124,7 +124,7 @@ def guest_column_widths(guests: Sequence[Guest]) -> dict[str, int]:
         "vmid": len(str(max(map(attrgetter("vmid"), guests)))),
         "name": _widest_text(map(attrgetter("name"), guests), markup=False),
         "node": _widest_text(map(attrgetter("node"), guests)),
-        "status": _widest_text(statuses),  # the statuses still counted
+        "status": _widest_text(statuses, markup=False),  # those still counted; Text cells
         "cpu": max(idle, len(percent(max(map(attrgetter("cpu"), running)))) if running else 0),
         "mem": memory,
         "uptime": max(map(uptime_width, set(map(attrgetter("uptime"), guests)))),

@@ -212,6 +212,14 @@ class KeyedTable(DataTable[Cell]):
         return memo[name]  # type: ignore[no-any-return]
 
     @property
+    def rich_style(self) -> Style:
+        """The table's own style, which ``render_line`` asks for on every line drawn."""
+        memo = self._style_memo()
+        if "rich_style" not in memo:
+            memo["rich_style"] = super().rich_style
+        return memo["rich_style"]  # type: ignore[no-any-return]
+
+    @property
     def background_colors(self) -> tuple[Color, Color]:
         if self.cursor_type != "row":  # then DataTable uses them: always walk
             return super().background_colors

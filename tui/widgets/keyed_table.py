@@ -191,10 +191,10 @@ class KeyedTable(DataTable[Cell]):
             if row is not None and row.value in changed:
                 self.refresh(Region(0, top + index - first, width, 1))
 
-    # DataTable works out the zebra stripe's style and the background colours for every row
-    # it draws, each by walking the styles of all its ancestors (about a third of drawing a
-    # row). They change only with the styles, so they are kept here until Textual clears
-    # the widget's own style cache (on a style change or a repaint of the whole widget).
+    # DataTable works out the zebra stripe's style, the table's own style and the background
+    # colours for every row it draws, each by walking the styles of all its ancestors (about
+    # a third of drawing a row). They change only with the styles, so they are kept here
+    # until Textual clears the widget's own style cache (on a style change or any repaint).
 
     def _style_memo(self) -> dict[Any, Any]:
         if _MEMO_MARK not in self._rich_style_cache:

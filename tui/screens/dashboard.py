@@ -120,7 +120,9 @@ class DashboardScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self.query_one("#guest-filter", Input).display = False
-        self.call_after_refresh(self.focus_view, "guests")
+        # the view shown by then: a key pressed before the first paint ("8") may have
+        # switched it, and focusing the hidden guest table would send it the next Enter
+        self.call_after_refresh(lambda: self.focus_view(self.active_view))
 
     #: the footer's keys as last published by ``update_bindings`` (None: unknown)
     _bindings_shown: list[tuple[object, ...]] | None = None

@@ -217,7 +217,7 @@ class GuestTable(LazyTable):
     def select_vmid(self, vmid: int) -> bool:
         """Put the cursor on ``vmid`` if shown; False when filtered out or unknown."""
         self.wanted_vmid = vmid
-        if str(vmid) not in self._row_keys:
+        if str(vmid) not in self.rows:
             return False
         self.put_cursor_on(str(vmid))
         self.post_message(self.Selected(self.selected))

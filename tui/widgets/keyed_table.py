@@ -69,6 +69,7 @@ class KeyedTable(DataTable[Cell]):
         self._memo: dict[Any, Any] = {}
         #: DataTable's keys of the columns, made once (a refresh writes thousands of cells)
         self._column_keys = tuple(ColumnKey(key) for key, _ in self.COLUMNS)
+        self._column_index = {key: index for index, key in enumerate(self._column_keys)}
 
     def on_mount(self) -> None:
         for key, label in self.COLUMNS:
@@ -233,11 +234,16 @@ class KeyedTable(DataTable[Cell]):
             self._widths.setdefault(column, Counter())[cell_width(cell)] += step
 
     def _fit_columns(self) -> None:
-        """Give each column the width of its widest cell (or label), if that changed."""
+        """Give each column the width of its widest cell still counted."""
+        self._fit_to({key: max((w for w, count in widths.items() if count > 0), default=0)
+                      for key, widths in self._widths.items()})  # fmt: skip
+
+    def _fit_to(self, widths: Mapping[str, int]) -> None:
+        """Give each column of ``widths`` that width (or its label's, if wider), if that
+        changed."""
         changed = False
-        for key, widths in self._widths.items():
-            column = self.columns[self.column_key_for(key)]
-            widest = max((w for w, count in widths.items() if count > 0), default=0)
+        for key, widest in widths.items():
+            column = self.columns[self._column_keys[self._column_index[key]]]
             width = max(widest, cell_width(column.label))
             if column.content_width != width:
                 column.content_width = width
@@ -258,7 +264,7 @@ class KeyedTable(DataTable[Cell]):
         """Hook: reorder rows once they are in step (e.g. sort)."""
 
     def put_cursor_on(self, key: str | None) -> None:
-        if key is not None and key in self._cells:
+        if key is not None and key in self.rows:
             with self.prevent(DataTable.RowHighlighted):
                 self.move_cursor(row=self.get_row_index(key))
 

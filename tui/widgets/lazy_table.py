@@ -27,7 +27,7 @@ from textual.widgets import DataTable
 from textual.widgets._data_table import _EMPTY_TEXT, RowRenderables, default_cell_formatter
 from textual.widgets.data_table import Row, RowKey
 
-from tui.widgets.keyed_table import Cell, KeyedTable, cell_width
+from tui.widgets.keyed_table import Cell, KeyedTable
 
 #: a row as drawn: what its cells were made from, and the cells
 Made = tuple[Any, tuple[Cell, ...]]
@@ -62,7 +62,6 @@ class LazyTable(KeyedTable):
         #: row keys in display order, and DataTable's key object of each
         self._order: list[str] = []
         self._row_keys: dict[str, RowKey] = {}
-        self._column_index = {key: index for index, key in enumerate(self._column_keys)}
         #: per drawn row, its cells and what DataTable renders of them (see below)
         self._formatted: dict[str, tuple[tuple[Cell, ...], RowRenderables]] = {}
 
@@ -107,11 +106,12 @@ class LazyTable(KeyedTable):
         widest cell of each; labels are counted here). ``keep``: the row key the cursor
         should stay on, when still shown."""
         structure = self._update_count
+        order = list(order)
         with self.prevent(DataTable.RowHighlighted):
-            if list(order) != self._order:
-                self._reorder(list(order))
+            if order != self._order:
+                self._reorder(order)
             changed = self._redraw_visible()
-            self._fit_to(widths)
+            self._fit_to({key: widths.get(key, 0) for key, _ in self.COLUMNS})
             self.after_sync()
             if self._update_count != structure:
                 self.refresh()  # every cache entry is stale: repaint it all
@@ -166,23 +166,6 @@ class LazyTable(KeyedTable):
         self._drawn = drawn
         self._formatted = {key: made for key, made in self._formatted.items() if key in drawn}
         return changed
-
-    def _fit_to(self, widths: Mapping[str, int]) -> None:
-        fitted = False
-        for key, _ in self.COLUMNS:
-            column = self.columns[self._column_keys[self._column_index[key]]]
-            width = max(widths.get(key, 0), cell_width(column.label))
-            if column.content_width != width:
-                column.content_width = width
-                fitted = True
-        if fitted:
-            self._require_update_dimensions = True
-            self._update_count += 1
-
-    def put_cursor_on(self, key: str | None) -> None:
-        if key is not None and key in self._row_keys:
-            with self.prevent(DataTable.RowHighlighted):
-                self.move_cursor(row=self._row_locations.get(self._row_keys[key]))
 
     def sync_rows(self, rows: Mapping[str, Sequence[Cell]], keep: str | None = None) -> None:
         raise TypeError("a LazyTable is refreshed with show_rows")

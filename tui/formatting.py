@@ -65,39 +65,33 @@ def _first(lo: int, hi: int, test: Callable[[int], bool]) -> int:
     return lo
 
 
+#: from here (8 P) ``float(value)`` rounds, and from 1024 P the last unit's figure grows:
+#: such values are measured by formatting them
+_BYTES_TABLE_END = 2**53
+
+
 def _short_bytes_pieces() -> tuple[list[int], list[int]]:
-    """Where the width of ``short_bytes`` changes, and its width from there on.
+    """Where the width of ``short_bytes`` changes below ``_BYTES_TABLE_END``, in order, and
+    its width from there on.
 
     ``0B``..``1023B``, then in each unit ``1.0K`` (4), ``10.0K`` (9.95.. rounds up: 5),
     ``10K`` (3), ``100K`` (99.5.. rounds up: 4), ``1000K`` (999.5..: 5). Where rounding
     moves a value to the next width is found with ``short_bytes`` itself, so the pieces
     cannot drift from it."""
-    starts, widths = [0, 10, 100, 1000], [2, 3, 4, 5]
+    pieces = [(0, 2), (10, 3), (100, 4), (1000, 5)]
     for power in range(1, len(_UNITS)):
         scale = 1024**power
+        pieces += [(scale, 4), (10 * scale, 3)]
         for below, width in ((9, 5), (99, 4), (999, 5)):
             lo = below * scale
             narrower = len(short_bytes(lo))
             start = _first(lo, lo + scale, lambda v, n=narrower: len(short_bytes(v)) != n)
-            starts += [start]
-            widths += [width]
-        starts[-3:-3] = [scale]
-        widths[-3:-3] = [4]
-        starts[-1:-1] = [10 * scale]
-        widths[-1:-1] = [3]
-    return starts, widths
+            pieces.append((start, width))
+    pieces = sorted(piece for piece in pieces if piece[0] < _BYTES_TABLE_END)
+    return [start for start, _ in pieces], [width for _, width in pieces]
 
 
-def _sorted_pieces() -> tuple[list[int], list[int]]:
-    starts, widths = _short_bytes_pieces()
-    pairs = sorted(zip(starts, widths, strict=True))
-    return [start for start, _ in pairs], [width for _, width in pairs]
-
-
-_BYTES_STARTS, _BYTES_WIDTHS = _sorted_pieces()
-#: from here (8 P) ``float(value)`` rounds, and from 1024 P the last unit's figure grows:
-#: such values are measured by formatting them
-_BYTES_TABLE_END = 2**53
+_BYTES_STARTS, _BYTES_WIDTHS = _short_bytes_pieces()
 
 
 def short_bytes_width(value: int) -> int:
@@ -118,8 +112,8 @@ def widest_short_bytes(values: Iterable[int]) -> int:
                  default=0)  # fmt: skip
     ends = [*_BYTES_STARTS[1:], _BYTES_TABLE_END]
     for start, end, width in zip(_BYTES_STARTS, ends, _BYTES_WIDTHS, strict=True):
-        found = bisect_left(ordered, start if start else -(2**63))  # negatives print 0B
-        if width > widest and found < len(ordered) and ordered[found] < min(end, _BYTES_TABLE_END):
+        found = bisect_left(ordered, start) if start else 0  # negatives print 0B too
+        if width > widest and found < len(ordered) and ordered[found] < end:
             widest = width
     return widest
 

@@ -20,7 +20,7 @@ from textual.widgets import TabbedContent
 from core.audit import AuditLog
 from core.service import Labdeck
 from labdeck.demo import demo_profile
-from tests.support.tui import dashboard_app, loaded, settle
+from tests.support.tui import dashboard_app, pressing, settle
 from tui.app import LabdeckApp
 from tui.widgets.activity_view import ActivityRow, ActivityView, LogFollower
 from tui.widgets.guest_table import GuestTable
@@ -248,11 +248,15 @@ def snapshot_app(sim: Any, tmp_path: Path) -> LabdeckApp:
     return app_with_audit(sim, path)
 
 
+#: "8", then every line of the log in the table (read by a worker: CI once caught it half done)
+ACTIVITY_SHOWN = pressing(("8", lambda app: len(activity(app).rows) == len(SNAPSHOT_LINES)))
+
+
 def test_snapshot_activity_view(snap_compare, sim, tmp_path) -> None:
-    assert snap_compare(snapshot_app(sim, tmp_path), press=["8"], terminal_size=WIDE,
-                        run_before=loaded)  # fmt: skip
+    assert snap_compare(snapshot_app(sim, tmp_path), terminal_size=WIDE,
+                        run_before=ACTIVITY_SHOWN)  # fmt: skip
 
 
 def test_snapshot_activity_view_narrow(snap_compare, sim, tmp_path) -> None:
-    assert snap_compare(snapshot_app(sim, tmp_path), press=["8"], terminal_size=NARROW,
-                        run_before=loaded)  # fmt: skip
+    assert snap_compare(snapshot_app(sim, tmp_path), terminal_size=NARROW,
+                        run_before=ACTIVITY_SHOWN)  # fmt: skip

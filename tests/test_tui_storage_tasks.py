@@ -8,14 +8,19 @@ time shown, and no running task in the session simulator (nothing spins).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
-from textual.pilot import Pilot
 from textual.widgets import Input, RichLog, SelectionList, Static
 
 from core.service import Labdeck
-from tests.support.tui import dashboard, dashboard_app, loaded, settle, until
+from tests.support.tui import (
+    dashboard,
+    dashboard_app,
+    pressing,
+    settle,
+    shown,
+    until,
+)
 from tui.app import LabdeckApp
 from tui.formatting import short_bytes
 from tui.screens.confirm import ConfirmScreen
@@ -390,9 +395,6 @@ async def test_help_lists_the_storage_tasks_and_pool_keys(sim, make_service) -> 
 # ---------------------------------------------------------------- snapshots
 
 
-Ready = Callable[[LabdeckApp], bool]
-
-
 def storage_rows(app: LabdeckApp) -> bool:
     return dash(app).query_one(StorageTable).row_count > 0
 
@@ -416,30 +418,6 @@ def form_open(app: LabdeckApp) -> bool:
 
 def form_error(app: LabdeckApp) -> bool:
     return form_open(app) and app.screen.query_one("#error-poolid", Static).display
-
-
-def pressing(*steps: tuple[str | list[str], Ready]) -> Callable[[Pilot[None]], Awaitable[None]]:
-    """``run_before`` that presses each step's keys, then waits until it shows its result.
-
-    ``snap_compare``'s own ``press`` comes after ``run_before`` and waits for nothing;
-    these views load their data when shown, and a key pressed before the rows arrived
-    would land elsewhere. A focused Input's cursor stops blinking (a timer: screenshots
-    would differ).
-    """
-
-    async def run_before(pilot: Pilot[None]) -> None:
-        app = pilot.app
-        assert isinstance(app, LabdeckApp)
-        await loaded(pilot)
-        for keys, ready in steps:
-            await pilot.press(*([keys] if isinstance(keys, str) else keys))
-            await until(pilot, lambda: ready(app))
-            await loaded(pilot)
-        for field in app.screen.query(Input):
-            field.cursor_blink = False
-        await pilot.pause()
-
-    return run_before
 
 
 def test_snapshot_storage_view(snap_compare, sim, make_service) -> None:
@@ -475,5 +453,5 @@ def test_snapshot_task_log(snap_compare, sim, make_service) -> None:
 def test_snapshot_pool_create_form(snap_compare, sim, make_service) -> None:
     # writes allowed, so the form opens; "bad id!" fails the op's own validation
     app = dashboard(make_service, sim, allow_writes=True)
-    keys = pressing(("3", lambda app: True), ("n", form_open), ([*"bad id!", "enter"], form_error))
+    keys = pressing(("3", shown), ("n", form_open), ([*"bad id!", "enter"], form_error))
     assert snap_compare(app, terminal_size=WIDE, run_before=keys)

@@ -20,7 +20,7 @@ from core.errors import InvalidInput
 from core.models import Table
 from core.service import Labdeck
 from labdeck.demo import demo_profile
-from tests.support.tui import FROZEN, dashboard_app, loaded, settle, until
+from tests.support.tui import FROZEN, dashboard_app, loaded, pressing, settle, shown, until, viewing
 from tui.app import LabdeckApp
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.dashboard import DashboardScreen
@@ -501,7 +501,8 @@ def dashboard(service: Labdeck) -> LabdeckApp:
 def test_snapshot_truenas_tab_wide(snap_compare, sim, make_service) -> None:
     app = dashboard(make_service(sim, face="tui"))
     # tank (the third line) is chosen: its snapshots and its children's
-    assert snap_compare(app, press=["6", "down", "down"], terminal_size=WIDE, run_before=loaded)
+    keys = pressing(("6", viewing("truenas")), (["down", "down"], shown))
+    assert snap_compare(app, terminal_size=WIDE, run_before=keys)
 
 
 def test_snapshot_truenas_tab_narrow(snap_compare, sim, make_service) -> None:
@@ -512,7 +513,8 @@ def test_snapshot_truenas_tab_narrow(snap_compare, sim, make_service) -> None:
         await show_detail(pilot, "tn-apps")
         await loaded(pilot)
 
-    assert snap_compare(app, press=["6"], terminal_size=NARROW, run_before=apps_shown)
+    keys = pressing(("6", viewing("truenas")), first=apps_shown)
+    assert snap_compare(app, terminal_size=NARROW, run_before=keys)
 
 
 def test_snapshot_guests_with_truenas_vms(snap_compare, sim, make_service) -> None:
@@ -534,7 +536,7 @@ def test_snapshot_only_truenas_dashboard(snap_compare, sim, audit_log) -> None:
 
 def test_snapshot_only_pve_truenas_tab(snap_compare, sim, audit_log) -> None:
     app = dashboard(service_of(sim, audit_log, truenas=False))
-    assert snap_compare(app, press=["6"], terminal_size=NARROW, run_before=loaded)
+    assert snap_compare(app, terminal_size=NARROW, run_before=pressing(("6", viewing("truenas"))))
 
 
 # ---------------------------------------------------------------- simulator gaps

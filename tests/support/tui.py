@@ -7,12 +7,13 @@ not a timing assertion (it only bounds how long a condition may take on a loaded
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
 from textual.pilot import Pilot
-from textual.widgets import Tabs
+from textual.screen import Screen
+from textual.widgets import Input, TabbedContent, Tabs
 
 from core.service import Labdeck
 from tui.app import LabdeckApp
@@ -58,6 +59,54 @@ async def loaded(pilot: Pilot[None]) -> None:
     for tabs in pilot.app.screen.query(Tabs):
         tabs._highlight_active(animate=False)
     await pilot.pause(0.1)
+
+
+#: a step's "done" test: true once what its keys started is on screen
+Ready = Callable[[LabdeckApp], bool]
+
+
+def shown(app: LabdeckApp) -> bool:
+    """A step whose keys start nothing to wait for beyond ``loaded``."""
+    return True
+
+
+def viewing(view: str) -> Ready:
+    """A step that switches the dashboard to tab ``view``."""
+    return lambda app: app.screen.query_one("#views", TabbedContent).active == view
+
+
+def showing(screen: type[Screen[Any]]) -> Ready:
+    """A step that opens a ``screen`` (a modal, the help) over the dashboard."""
+    return lambda app: isinstance(app.screen, screen)
+
+
+def pressing(
+    *steps: tuple[str | list[str], Ready],
+    first: Callable[[Pilot[None]], Awaitable[None]] | None = None,
+) -> Callable[[Pilot[None]], Awaitable[None]]:
+    """A snapshot's ``run_before``: ``first`` (default ``loaded``), then each step's keys,
+    each followed by a wait until its ``ready`` holds and the screen has settled.
+
+    ``snap_compare``'s own ``press`` comes after ``run_before`` and is followed by two
+    pauses only: a view a key opens may still be loading its rows (a worker) when the
+    screenshot is taken (CI caught the Activity view half loaded), and a key pressed before
+    rows arrived would land elsewhere. A focused Input's cursor stops blinking (a timer:
+    screenshots would differ).
+    """
+
+    async def run_before(pilot: Pilot[None]) -> None:
+        app = pilot.app
+        assert isinstance(app, LabdeckApp)
+        await (first or loaded)(pilot)
+        for keys, ready in steps:
+            await pilot.press(*([keys] if isinstance(keys, str) else keys))
+            await until(pilot, lambda: ready(app))
+            await loaded(pilot)
+        for field in app.screen.query(Input):
+            field.cursor_blink = False
+        await pilot.pause()
+
+    return run_before
 
 
 async def until(pilot: Pilot[Any], condition: Callable[[], bool], within_s: float = 15.0) -> None:

@@ -21,6 +21,9 @@ class SimulatorConfig:
     fixed 3 s delay; the default here is 0 so tests stay fast. Set 3.0 to mimic it.
     ``speed``: simulated seconds per real second (tasks and metric drift).
     ``dynamic=False`` freezes guest and node metrics for reproducible screenshots.
+    ``truenas_rate_limit``: calls a minute to each TrueNAS method that needs no login (the
+    logins) from one address before "Rate Limit Exceeded", as middlewared's 20; a test
+    session whose many clients all come from 127.0.0.1 raises it.
     ``pools``: resource pools to create; the default three (prod, lab, media) are the demo's
     household, more get seeded team names (see ``simulator.seed``).
     """
@@ -38,6 +41,7 @@ class SimulatorConfig:
     # a TrueNAS JSON-RPC endpoint beside the PVE API (same CA), emulating this release
     truenas: bool = True
     truenas_version: str = "25.10"
+    truenas_rate_limit: int = 20
     # fault injection: a spec ('GET /cluster/resources=503x2', see simulator.faults) or rules
     faults: str | tuple[FaultRule, ...] = ()
 

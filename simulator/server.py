@@ -130,6 +130,7 @@ class Simulator:
                 version=self.config.truenas_version,
                 speed=self.config.speed,
                 tls=self._tls,
+                rate_limit=self.config.truenas_rate_limit,
             )
             self.truenas.faults = self.faults
             self.truenas.on_cert_change = self._change_certificate

@@ -169,6 +169,16 @@ async def test_prelogin_rate_limit(make_nas: Callable[..., TrueNasHandle]) -> No
     await raw.ws.close()
 
 
+async def test_the_rate_limit_is_a_simulator_setting(sim: Any) -> None:
+    """``SimulatorConfig.truenas_rate_limit`` reaches the TrueNAS endpoint: the test
+    session's simulator (raised, see conftest) takes more than middlewared's 20 a minute."""
+    ws = await connect(sim.truenas_url, ssl=ssl.create_default_context(cafile=sim.ca_path))
+    raw = Raw(ws)
+    for _ in range(25):
+        assert await raw.ok("auth.mechanism_choices")
+    await ws.close()
+
+
 @pytest.mark.parametrize(
     ("login", "size", "code"), [(False, 9 * 1024, 1007), (True, 65 * 1024, 1009)]
 )

@@ -218,8 +218,8 @@ async def test_two_panes_run_commands_at_the_same_time(fresh_sim, make_service) 
 
         async def submit(pane: CommandPane, command: str) -> None:
             tabs.active = f"exec-{pane.guest.vmid}"
-            await pilot.pause()
-            assert pane.input.has_focus  # switching tabs focuses the pane's input
+            # switching tabs focuses the pane's input (a chain of messages: not one pause)
+            await until(pilot, lambda: pane.input.has_focus)
             pane.input.value = command
             await pilot.press("enter")
 

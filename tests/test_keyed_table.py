@@ -16,6 +16,7 @@ from typing import Any
 from rich.text import Text
 from textual.app import App, ComposeResult
 from textual.geometry import Region
+from textual.widgets import DataTable
 
 from tui.widgets.keyed_table import Cell, KeyedTable
 
@@ -186,6 +187,59 @@ async def test_a_new_sort_order_or_a_wider_column_repaints_every_row() -> None:
         assert sorted(count.rows, key=int) == [str(n) for n in range(1, 13)]
         now = painted(table)
     assert now == await fresh_paint(wider, reverse=True)
+
+
+# ------------------------------------------------------------------ cells drawn once, placed
+
+
+class DataTableCells(Table):
+    """The same table with DataTable's own cell drawing (one per position)."""
+
+    _render_cell = DataTable._render_cell  # type: ignore[assignment]
+
+
+class TwoTables(App[None]):
+    AUTO_FOCUS = None  # neither has the focus: both draw the same header and cursor
+
+    def compose(self) -> ComposeResult:
+        yield Table(id="ours")
+        yield DataTableCells(id="theirs")
+
+
+def varied_rows(count: int) -> dict[str, tuple[Cell, ...]]:
+    """Cells of every kind a table here shows, and some it does not: markup, styled Text,
+    wide characters, repeated values (drawn once, placed many times), a click action and
+    a link (meta of their own: drawn DataTable's way)."""
+    names = ["web", "db-主機", "🐧 tux", "[b]bold[/b]", "x" * 12]
+    return {
+        str(n): (str(n), Text(names[n % 5], style="italic" if n % 4 == 0 else ""),
+                 "-" if n % 3 else f"{n % 7}.0%",
+                 "[@click=app.bell]ring[/]" if n == 7 else
+                 "[link=https://example.org]site[/]" if n == 8 else
+                 "[green]running[/]" if n % 2 else "stopped")
+        for n in range(1, count + 1)
+    }  # fmt: skip
+
+
+async def test_cells_drawn_once_and_placed_paint_what_datatable_draws() -> None:
+    app = TwoTables()
+    async with app.run_test(size=(70, 30)) as pilot:
+        ours, theirs = app.query_one("#ours", Table), app.query_one("#theirs", Table)
+        steps = [
+            lambda t: t.sync_rows(varied_rows(40)),
+            lambda t: t.move_cursor(row=3, animate=False),
+            lambda t: setattr(t, "order_reverse", True) or t.sync_rows(varied_rows(40)),
+            lambda t: t.scroll_to(y=9, animate=False),
+            lambda t: t.move_cursor(row=12, animate=False),
+            lambda t: t.sync_rows(varied_rows(33)),  # rows gone: every row moves
+            lambda t: setattr(t, "order_reverse", False) or t.sync_rows(varied_rows(33)),
+        ]
+        for step in steps:
+            step(ours)
+            step(theirs)
+            await pilot.pause()
+            assert painted(ours) == painted(theirs)
+        assert len(ours._drawn_cells) < 4 * len(ours._cell_render_cache)  # drawn once, placed
 
 
 # ------------------------------------------------------------------ guest rows, made again

@@ -24,14 +24,18 @@ DataTable does. The cache attributes are DataTable's private ones (Textual 8.2);
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Container, Iterable, Mapping, Sequence
+from collections.abc import Callable, Container, Hashable, Iterable, Mapping, Sequence
 from typing import Any
 
 from rich.cells import cell_len
+from rich.padding import Padding
+from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
+from textual.cache import LRUCache
 from textual.color import Color
 from textual.geometry import Region
+from textual.renderables.styled import Styled
 from textual.widgets import DataTable
 from textual.widgets.data_table import ColumnKey, RowKey
 
@@ -40,6 +44,9 @@ Cell = str | Text
 _MEMO_MARK = ("labdeck:style-memo",)
 #: rows removed in one sync above which the table is rebuilt instead (see ``sync_rows``)
 REBUILD_ABOVE = 32
+#: cells kept drawn without their position (see ``KeyedTable._render_cell``): a few
+#: screens of rows, in the cursor's and the stripes' styles
+DRAWN_CELLS = 4096
 
 
 def cell_width(cell: Cell) -> int:
@@ -70,6 +77,9 @@ class KeyedTable(DataTable[Cell]):
         #: DataTable's keys of the columns, made once (a refresh writes thousands of cells)
         self._column_keys = tuple(ColumnKey(key) for key, _ in self.COLUMNS)
         self._column_index = {key: index for index, key in enumerate(self._column_keys)}
+        #: (a cell's content, width, styles) -> its lines, drawn without a position
+        self._drawn_cells: LRUCache[tuple[Any, ...], list[list[Segment]]]
+        self._drawn_cells = LRUCache(DRAWN_CELLS)
 
     def on_mount(self) -> None:
         for key, label in self.COLUMNS:
@@ -229,6 +239,58 @@ class KeyedTable(DataTable[Cell]):
             memo["background_colors"] = super().background_colors
         return memo["background_colors"]  # type: ignore[no-any-return]
 
+    # DataTable draws a cell (Rich: padding, style, crop; ~0.4 ms) for each place it is
+    # painted at: its cache is keyed on the row's position, which every sort, filter or
+    # scroll moves, and the position is in the drawing (each segment's style carries it
+    # as meta, for mouse clicks). A keystroke in the filter drew every visible cell again:
+    # 100-200 ms. Here a cell is drawn once per content, width and styles (the same "-",
+    # node or status in many rows is drawn once), and placed by adding its position to its
+    # segments' styles: what DataTable's meta-bearing base style makes of them. None of
+    # these cells carries meta of its own; one that did would be drawn DataTable's way.
+    # ``tests/test_keyed_table.py`` compares the two.
+
+    def _render_cell(
+        self, row_index: int, column_index: int, base_style: Style, width: int,
+        cursor: bool = False, hover: bool = False,
+    ) -> list[list[Segment]]:  # fmt: skip
+        if row_index < max(self.fixed_rows, 0) or column_index < max(self.fixed_columns, 0):
+            return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+        row_key = self._row_locations.get_key(row_index)
+        cache_key = (row_key, self._column_locations.get_key(column_index), base_style,
+                     cursor, hover, self._show_hover_cursor, self._update_count,
+                     self._pseudo_class_state)  # fmt: skip
+        lines = self._cell_render_cache.get(cache_key)
+        if lines is not None:
+            return lines  # type: ignore[no-any-return]
+        if row_key is None or self.rows[row_key].height != 1:
+            return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+        renderable = self._get_row_renderables(row_index).cells[column_index]
+        if not isinstance(renderable, Text):
+            return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+        component, post = self._get_styles_to_render_cell(
+            False, False, False, hover, cursor, self.show_cursor, self._show_hover_cursor,
+            self.cursor_foreground_priority == "css", self.cursor_background_priority == "css",
+        )  # fmt: skip
+        pre = base_style + component
+        drawn_key = (_content_key(renderable), width, pre, post, self.cell_padding)
+        drawn = self._drawn_cells.get(drawn_key)
+        if drawn is None:
+            options = self.app.console_options.update_dimensions(width, 1).update(no_wrap=True)
+            cell = Styled(Padding(renderable, (0, self.cell_padding)), pre_style=pre,
+                          post_style=post)  # fmt: skip
+            drawn = self.app.console.render_lines(cell, options)
+            self._drawn_cells.set(drawn_key, drawn)
+        if any(style is not None and style._meta for line in drawn for _, style, _ in line):
+            return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+        at = Style.from_meta({"row": row_index, "column": column_index})
+        lines = [
+            [Segment(text, None if control else style + at if style else at, control)
+             for text, style, control in line]
+            for line in drawn
+        ]  # fmt: skip
+        self._cell_render_cache[cache_key] = lines
+        return lines
+
     def _count_widths(self, cells: Sequence[Cell], step: int) -> None:
         for column, cell in zip(self.column_keys, cells, strict=True):
             self._widths.setdefault(column, Counter())[cell_width(cell)] += step
@@ -291,6 +353,13 @@ class KeyedTable(DataTable[Cell]):
         wanted = sorted(self._data, key=lambda row: key(str(row.value)), reverse=reverse)
         if current != wanted:
             self.sort(self.column_keys[0], key=lambda cell: key(str(cell)), reverse=reverse)
+
+
+def _content_key(text: Text) -> Hashable:
+    """What drawing a cell's ``Text`` (DataTable makes one of each str cell) depends on:
+    its text, styles and layout settings."""
+    return (text.plain, tuple(text.spans), text.style, text.justify, text.overflow,
+            text.no_wrap, text.end, text.tab_size)  # fmt: skip
 
 
 def _discard(cache: Any, stale: Callable[[Any], bool]) -> None:

@@ -27,13 +27,28 @@ def _flat(value: Any) -> str:
     return str(value)
 
 
+def _listing(name: str, form: Any) -> Any:
+    """A scaling-table getter for the MCP listing of ``name`` rows (see ``bench_listings``)."""
+
+    def get(figures: dict[str, Any]) -> str:
+        listing = figures["mcp_listings"][name]
+        return form(listing) if callable(form) else form.format(**listing)
+
+    return get
+
+
 def scaling_table(by_size: list[dict[str, Any]]) -> str:
     """One line per figure, one column per cluster size: how each grows."""
     rows = [
-        ("MCP list all guests, ms", lambda f: f["list_guests"]["latency_s"] * 1000),
-        ("  response KiB", lambda f: f["list_guests"]["bytes"] / 1024),
+        ("list all guests in-process, ms", lambda f: f["list_guests"]["latency_s"] * 1000),
+        ("  result KiB", lambda f: f["list_guests"]["bytes"] / 1024),
         ("  est. tokens", lambda f: f["list_guests"]["est_tokens"]),
         ("  requests to PVE", lambda f: f["list_guests"]["requests"]),
+        *((f"MCP list {name}: fresh / cached ms", _listing(name, "{fresh_median_ms} / "
+           "{cached_median_ms}")) for name in ("50", "500", "all")),
+        *((f"  {name}: text KiB, tokens / wire KiB", _listing(name, lambda x: "{:.1f}, {} / {:.1f}"
+           .format(x["text_bytes"] / 1024, x["est_tokens"], x["wire_bytes"] / 1024)))
+          for name in ("50", "500", "all")),
         ("sim GET /cluster/resources ms", lambda f: f["sim_cluster_resources"]["median_ms"]),
         ("loop lag p99 / max, ms", lambda f: "{p99_lag_ms} / {max_lag_ms}".format(
             **f["loop_lag_during_listing"])),
@@ -102,6 +117,9 @@ def main() -> int:
             figures.update(_timed(f"core @{guests}", core_bench.run_at_size, sim, guests, quick))
             figures["dashboard"] = _timed(f"dashboard @{guests}", tui_bench.bench_dashboard,
                                           sim, guests, 3 if quick else 7)  # fmt: skip
+            figures["mcp_listings"] = _timed(f"mcp listings @{guests}",
+                                             mcp_bench.bench_listings, sim, guests,
+                                             2 if quick else 6)  # fmt: skip
             figures["mcp_concurrent"] = _timed(f"mcp 200 concurrent @{guests}",
                                                mcp_bench.bench_concurrent, sim, 200)  # fmt: skip
             if guests == 1000:

@@ -334,6 +334,68 @@ async def _concurrent(sim: ExternalSim, calls: int) -> dict[str, Any]:
     }
 
 
+#: the listing sizes an agent asks for (issue #7: 50 / 500 / all)
+LISTING_LIMITS: tuple[int | None, ...] = (50, 500, None)
+#: the server's read cache keeps a listing 2 s; a call after this pause fetches anew
+CACHE_EXPIRED_S = 2.1
+
+
+def _answer_size(answer: Any) -> tuple[int, int]:
+    """(bytes of the tool result as JSON — content and structuredContent, what crosses the
+    wire —, bytes of its text content — what a model that reads text is given)."""
+    wire = json.dumps(answer.model_dump(mode="json", by_alias=True, exclude_none=True),
+                      separators=(",", ":"))  # fmt: skip
+    text = "".join(getattr(block, "text", "") for block in answer.content)
+    return len(wire.encode()), len(text.encode())
+
+
+async def _listings(client: Any, guests: int, rounds: int) -> dict[str, Any]:
+    """``pve_list_guests`` with ``limit`` 50, 500 and none, over MCP: latency with the
+    cluster fetched anew (each round, after the cache expired, one limit in turn goes first)
+    and from the server's cache (the next calls, e.g. an agent paging), and the sizes."""
+    fresh: dict[str, list[float]] = {}
+    cached: dict[str, list[float]] = {}
+    sizes: dict[str, tuple[int, int, int]] = {}
+    limits = [limit for limit in LISTING_LIMITS if limit is None or limit < guests]
+    for r in range(rounds):
+        await asyncio.sleep(CACHE_EXPIRED_S)
+        order = limits[r % len(limits) :] + limits[: r % len(limits)]
+        for position, limit in enumerate(order):
+            name = "all" if limit is None else str(limit)
+            started = time.perf_counter()
+            answer = await client.call_tool("pve_list_guests", {} if limit is None else
+                                            {"limit": limit})  # fmt: skip
+            elapsed = time.perf_counter() - started
+            if answer.is_error:
+                raise RuntimeError(f"pve_list_guests {name}: {answer.content[0].text[:200]}")
+            (fresh if position == 0 else cached).setdefault(name, []).append(elapsed)
+            wire, text = _answer_size(answer)
+            sizes[name] = (len(answer.structured_content["rows"]), wire, text)
+    figures: dict[str, Any] = {}
+    for name, (rows, wire, text) in sizes.items():
+        figures[name] = {
+            "rows": rows,
+            "fresh_median_ms": round(1000 * statistics.median(fresh[name]), 1),
+            "cached_median_ms": round(1000 * statistics.median(cached[name]), 1),
+            "wire_bytes": wire,
+            "text_bytes": text,
+            "est_tokens": text // 4,
+        }
+    return figures
+
+
+async def _mcp_listings(sim: ExternalSim, guests: int, rounds: int) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="labdeck-bench-") as tmp:
+        async with http_server(sim, Path(tmp)) as server, mcp_client(server) as client:
+            await client.call_tool("pve_list_guests", {"limit": 1})  # warm: TLS, imports
+            return await _listings(client, guests, rounds)
+
+
+def bench_listings(sim: ExternalSim, guests: int, rounds: int = 6) -> dict[str, Any]:
+    """Listing 50 / 500 / all guests through a real `labdeck mcp` over streamable HTTP."""
+    return asyncio.run(_mcp_listings(sim, guests, rounds))
+
+
 def bench_concurrent(sim: ExternalSim, calls: int) -> dict[str, Any]:
     """``calls`` read tool calls all at once on one session, over streamable HTTP."""
     return asyncio.run(_concurrent(sim, calls))

@@ -65,7 +65,9 @@ async def _measure(facts: dict[str, Any], refreshes: int, pause_s: float) -> dic
     )  # fmt: skip
     rss_before = _rss_mib()
     app = LabdeckApp(
-        Labdeck(demo_profile(handle, allow_writes=False), face="tui"), refresh_interval=3600
+        Labdeck(demo_profile(handle, allow_writes=False), face="tui"),
+        refresh_interval=3600,
+        freeze_when_painted=True,  # as run_dashboard (`labdeck`, `labdeck demo`) starts it
     )
     fetch, show, paint, total, updated, requests = [], [], [], [], [], []
     async with app.run_test(size=TERMINAL) as pilot:

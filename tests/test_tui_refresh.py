@@ -9,6 +9,7 @@ request log, over real sockets.
 
 from __future__ import annotations
 
+import gc
 from typing import Any
 
 from core.service import Labdeck
@@ -109,3 +110,37 @@ async def test_a_cluster_asking_to_wait_is_left_alone_that_long(
         await until(pilot, lambda: app.error is None and app.snapshot is not None)
         await until(pilot, lambda: app._refresh_timer is not None)
         assert app.next_refresh_s == 0.2
+
+
+async def test_what_the_first_paint_built_is_frozen_until_the_app_exits(
+    sim: Any, make_service: Any, monkeypatch: Any
+) -> None:
+    """``labdeck`` freezes the objects alive after the first paint (``gc.freeze``: full
+    collections stop walking them) and gives them back to the collector when it exits."""
+    gc.unfreeze()  # what earlier tests in this process froze
+    freezes: list[int] = []
+    real_freeze = gc.freeze
+    # counted, and still done: a second freeze would not change the count in any way a
+    # test can tell apart from the listing it replaced
+    monkeypatch.setattr(gc, "freeze", lambda: freezes.append(1) or real_freeze())
+    app = dashboard_app(make_service(sim, face="tui"), freeze_when_painted=True)
+    async with app.run_test(size=WIDE) as pilot:
+        await settle(pilot)
+        await until(pilot, lambda: gc.get_freeze_count() > 0)
+        assert gc.get_freeze_count() > 10_000  # the widgets, styles and listing
+        for _ in range(2):
+            app.service.pve.invalidate()
+            app._refresh_soon()
+            await settle(pilot)
+        assert freezes == [1]  # once, not at each refresh
+    assert gc.get_freeze_count() == 0
+
+
+async def test_a_dashboard_not_asked_to_freeze_leaves_the_collector_alone(
+    sim: Any, make_service: Any
+) -> None:
+    gc.unfreeze()
+    app = dashboard_app(make_service(sim, face="tui"))
+    async with app.run_test(size=WIDE) as pilot:
+        await settle(pilot)
+        assert gc.get_freeze_count() == 0 and not app._froze

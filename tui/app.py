@@ -8,6 +8,7 @@ notification), never as a traceback.
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
@@ -63,6 +64,7 @@ class LabdeckApp(App[None]):
     stays usable. ``keymap`` remaps keys by binding id (``[tui] keymap``); ``themes``
     restores the theme picked last time and keeps the next pick (None: the default theme,
     nothing written — tests and snapshots stay independent of the person's state).
+    ``freeze_when_painted``: see ``_freeze_long_lived`` (``run_dashboard`` sets it).
     """
 
     CSS_PATH = "labdeck.tcss"
@@ -105,8 +107,11 @@ class LabdeckApp(App[None]):
         make_service: Callable[[Profile], Labdeck] | None = None,
         keymap: dict[str, str] | None = None,
         themes: ThemeStore | None = None,
+        freeze_when_painted: bool = False,
     ) -> None:
         super().__init__()
+        self._freeze_when_painted = freeze_when_painted
+        self._froze = False
         self.user_keymap = dict(keymap or {})
         self.themes = themes
         self.service = service
@@ -203,6 +208,23 @@ class LabdeckApp(App[None]):
     async def on_unmount(self) -> None:
         # The HTTP connections belong to this app's event loop.
         await self.service.aclose()
+        if self._froze:  # the process goes on (a test, an embedding): back to the collector
+            gc.unfreeze()
+
+    def _freeze_long_lived(self) -> None:
+        """Exempt what the first paint built from the cyclic GC, once.
+
+        The widgets, styles, caches and the first listing (75,000-190,000 objects at 100
+        to 5,000 guests) live as long as the dashboard, and every full collection walked
+        them all, holding the loop: 65-120 ms pauses in refreshes at any cluster size. Once
+        frozen, a full collection walks what was made since (~10 ms at 5,000 guests).
+        Reference counting still frees frozen objects; only reference cycles among them
+        that become garbage stay, and those are made once, at start-up.
+        """
+        if self._freeze_when_painted:
+            self._freeze_when_painted = False
+            self._froze = True
+            gc.freeze()
 
     # ------------------------------------------------------------------ refresh loop
 
@@ -276,6 +298,8 @@ class LabdeckApp(App[None]):
         dashboard.header.show_connected(self.clock(), name, snapshot.summary)
         dashboard.show_snapshot(snapshot)
         self._say_truenas_error(snapshot)
+        if self._freeze_when_painted:
+            self.call_after_refresh(self._freeze_long_lived)
         if self._select_after_refresh is not None:  # a guest picked in the clusters list
             vmid, self._select_after_refresh = self._select_after_refresh, None
             dashboard.select_guest(vmid)
@@ -574,4 +598,5 @@ def tree_nodes(node: TreeNode[Any]) -> Iterator[TreeNode[Any]]:
 
 def run_dashboard(service: Labdeck, **kwargs: Any) -> None:
     """Run the dashboard until the person quits (``kwargs`` go to ``LabdeckApp``)."""
+    kwargs.setdefault("freeze_when_painted", True)
     LabdeckApp(service, **kwargs).run()

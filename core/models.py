@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
 GuestKind = Literal["qemu", "lxc"]
 GuestState = Literal["running", "stopped", "paused", "suspended", "unknown"]
@@ -126,11 +126,24 @@ class NodeList(_Model):
     nodes: list[NodeInfo]
 
 
+#: the rows of a columnar result. Its published schema says "an array" and no more: with a
+#: schema for each row and cell, a client that validates results against the output schema
+#: (the Python MCP SDK does, with jsonschema) descended into every cell, 0.4 s for a listing
+#: of 5,000 guests (60 ms with one per row), for a check that cannot fail: a cell may be
+#: of any type. Pydantic still checks the rows are lists of lists when the model is built.
+Rows = Annotated[
+    list[list[Any]],
+    WithJsonSchema(
+        {"type": "array", "description": "one array per item, its cells in the order of `columns`"}
+    ),
+]
+
+
 class Table(_Model):
     """A compact listing: column names once, then one row per item."""
 
     columns: list[str]
-    rows: list[list[Any]]
+    rows: Rows
     total: int = Field(description="items matching the filters (all pages)")
     next_cursor: str | None = Field(
         None, description="pass as cursor to get the next page; None when this is the last"

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from core.models import GuestKind
+from core.models import GuestKind, Rows
 
 
 class _Model(BaseModel):
@@ -87,7 +87,7 @@ class Metrics(_Model):
     cf: str = Field(description="AVERAGE or MAX: how each row consolidates its interval")
     step_s: int | None = Field(None, description="seconds between rows")
     columns: list[str]
-    rows: list[list[Any]]
+    rows: Rows
     summary: dict[str, MetricStat] = Field(description="min/avg/max per column over the rows")
 
 

@@ -156,6 +156,22 @@ async def test_output_schemas_are_the_result_models(sim, serve):
         assert set(schema["properties"]) == set(op.result.model_fields), name
 
 
+async def test_columnar_rows_publish_no_schema_per_row_or_cell(sim, serve):
+    """A client that validates results (this SDK's does, with jsonschema) walks every node of
+    the output schema over the result: a schema per cell cost 0.4 s on 5,000 guests."""
+    async with Client(serve(sim)) as client:
+        tools = {tool.name: tool for tool in (await client.list_tools()).tools}
+        listing = await client.call_tool("pve_list_guests", {})  # validated by the client
+    columnar = [name for name, tool in tools.items()
+                if "rows" in (tool.output_schema or {}).get("properties", {})]  # fmt: skip
+    assert "pve_list_guests" in columnar and len(columnar) > 3
+    for name in columnar:
+        rows = tools[name].output_schema["properties"]["rows"]  # type: ignore[index]
+        assert rows["type"] == "array" and "items" not in rows, name
+        assert "columns" in rows["description"], name
+    assert listing.structured_content["rows"] and not listing.is_error
+
+
 async def test_write_tools_say_their_side_effects_and_how_to_allow_them(sim, serve):
     async with Client(serve(sim)) as client:
         read_only = {tool.name: tool for tool in (await client.list_tools()).tools}

@@ -135,6 +135,26 @@ async def test_refreshes_scrolls_sorts_and_filters_paint_what_a_fresh_table_pain
         assert table.row_count == 122
 
 
+async def test_typing_a_filter_shows_the_guests_it_matches_through_refreshes() -> None:
+    """What each keystroke searches is kept from the first one (``shown_guests``); a
+    refresh brings guests that changed, which the next keystroke must search anew."""
+    queries = ["w", "we", "web", "web pve", "web pve3", " ", "TEAM-1", "team-1 lxc", "", "x"]
+    async with GuestApp().run_test(size=SIZE) as pilot:
+        table = pilot.app.query_one(GuestTable)
+        guests = cluster(90)
+        table.show(guests)
+        for tick, query in enumerate(queries):
+            table.set_filter(query)
+            wanted = {str(g.vmid) for g in guests if formatting.guest_matches(g, query)}
+            assert set(shown(table)) == wanted, query
+            if tick % 3 == 2:  # a refresh while filtered: a guest renamed, some tagged anew
+                guests = [g.model_copy(update={"name": "web-x", "tags": ["pve3"]})
+                          if g.vmid % 5 == 0 else g for g in cluster(90, tick)]  # fmt: skip
+                table.show(guests)
+                wanted = {str(g.vmid) for g in guests if formatting.guest_matches(g, query)}
+                assert set(shown(table)) == wanted, query
+
+
 async def test_a_new_theme_repaints_the_stripes_in_its_colours() -> None:
     """The zebra stripes' style is kept between paints (``KeyedTable._style_memo``); a
     theme change must still reach every row."""

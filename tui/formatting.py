@@ -178,8 +178,14 @@ def guest_label(guest: Guest) -> str:
     return f"{guest.name} ({guest.vmid})"
 
 
+def guest_haystack(guest: Guest) -> str:
+    """What a filter searches in a guest: its name, vmid, node, status, kind, pool and tags,
+    in lower case."""
+    fields = [guest.name, str(guest.vmid), guest.node, guest.status, guest.kind, guest.pool or ""]
+    return " ".join([*fields, *guest.tags]).lower()
+
+
 def guest_matches(guest: Guest, query: str) -> bool:
     """Every word of ``query`` occurs in the guest's name, vmid, node, tags, pool or status."""
-    fields = [guest.name, str(guest.vmid), guest.node, guest.status, guest.kind, guest.pool or ""]
-    haystack = " ".join([*fields, *guest.tags]).lower()
+    haystack = guest_haystack(guest)
     return all(word in haystack for word in query.lower().split())

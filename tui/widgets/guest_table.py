@@ -15,7 +15,7 @@ from textual.widgets import DataTable
 
 from core.models import Guest
 from tui.formatting import (
-    guest_matches,
+    guest_haystack,
     percent,
     short_bytes_width,
     status_text,
@@ -184,15 +184,27 @@ class GuestTable(LazyTable):
         key = self.current_key
         return None if key is None else self.truenas_vms.get(key)
 
+    #: per guest of the listing shown, what the filter searches in it (``guest_haystack``):
+    #: made at the first filtered look at a listing, then kept for each keystroke after
+    _haystacks: list[tuple[str, Guest]] | None = None
+
     @property
     def shown_guests(self) -> list[Guest]:
-        if not self.filter_text.strip():
+        """The guests that match every word of the filter (``guest_matches``)."""
+        words = self.filter_text.lower().split()
+        if not words:
             return list(self.guests.values())
-        return [g for g in self.guests.values() if guest_matches(g, self.filter_text)]
+        if self._haystacks is None:
+            self._haystacks = [(guest_haystack(g), g) for g in self.guests.values()]
+        found = self._haystacks
+        for word in words:
+            found = [(haystack, g) for haystack, g in found if word in haystack]
+        return [g for _, g in found]
 
     def show(self, guests: Iterable[Guest], truenas_vms: Iterable[TrueNasVm] = ()) -> None:
         """Bring the table in step with ``guests`` (a fresh inventory) and TrueNAS's."""
         self.guests = {g.vmid: g for g in guests}
+        self._haystacks = None
         self.truenas_vms = {vm.key: vm for vm in truenas_vms}
         self._resync()
 

@@ -44,6 +44,8 @@ Cell = str | Text
 _MEMO_MARK = ("labdeck:style-memo",)
 #: rows removed in one sync above which the table is rebuilt instead (see ``sync_rows``)
 REBUILD_ABOVE = 32
+#: placed styles kept (see ``_render_cell``) before starting afresh: a few screens' worth
+PLACED_STYLES = 20_000
 #: cells kept drawn without their position (see ``KeyedTable._render_cell``): a few
 #: screens of rows, in the cursor's and the stripes' styles
 DRAWN_CELLS = 4096
@@ -80,6 +82,10 @@ class KeyedTable(DataTable[Cell]):
         #: (a cell's content, width, styles) -> its lines, drawn without a position
         self._drawn_cells: LRUCache[tuple[Any, ...], list[list[Segment]]]
         self._drawn_cells = LRUCache(DRAWN_CELLS)
+        #: (a drawn segment's style, row, column) -> that style placed there: positions
+        #: on screen repeat from one sort or filter to the next, and Rich's own cache of
+        #: style sums (1,024) is too small for a screenful of cells
+        self._placed_styles: dict[tuple[Style | None, int, int], Style] = {}
 
     def on_mount(self) -> None:
         for key, label in self.COLUMNS:
@@ -282,12 +288,23 @@ class KeyedTable(DataTable[Cell]):
             self._drawn_cells.set(drawn_key, drawn)
         if any(style is not None and style._meta for line in drawn for _, style, _ in line):
             return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
-        at = Style.from_meta({"row": row_index, "column": column_index})
-        lines = [
-            [Segment(text, None if control else style + at if style else at, control)
-             for text, style, control in line]
-            for line in drawn
-        ]  # fmt: skip
+        placed = self._placed_styles
+        if len(placed) > PLACED_STYLES:
+            placed.clear()
+        lines = []
+        for line in drawn:
+            out = []
+            for text, style, control in line:
+                if control:
+                    out.append(Segment(text, None, control))
+                    continue
+                key = (style, row_index, column_index)
+                at = placed.get(key)
+                if at is None:
+                    meta = Style.from_meta({"row": row_index, "column": column_index})
+                    at = placed[key] = style + meta if style else meta
+                out.append(Segment(text, at, control))
+            lines.append(out)
         self._cell_render_cache[cache_key] = lines
         return lines
 

@@ -214,7 +214,7 @@ class LabdeckApp(App[None]):
     def _freeze_long_lived(self) -> None:
         """Exempt what the first paint built from the cyclic GC, once.
 
-        The widgets, styles, caches and the first listing (75,000-190,000 objects at 100
+        The widgets, styles, caches and the first listing (150,000-190,000 objects at 100
         to 5,000 guests) live as long as the dashboard, and every full collection walked
         them all, holding the loop: 65-120 ms pauses in refreshes at any cluster size. Once
         frozen, a full collection walks what was made since (~10 ms at 5,000 guests).

@@ -264,3 +264,44 @@ def test_a_guest_row_is_drawn_again_only_where_its_inputs_changed() -> None:
     _, cells = guest_cells(stopped, (inputs, cells))
     assert cells == guest_cells(stopped)[1]
     assert cells[4] == "-" and cells[5] == "-"
+
+
+def test_a_plain_cell_is_drawn_as_rich_draws_it() -> None:
+    """``_plain_cell`` makes directly what Rich's padding-and-styles pipeline makes for a
+    one-line, span-less ASCII cell, in every style layering; anything else is left to Rich."""
+    from rich.console import Console
+    from rich.padding import Padding
+    from rich.segment import Segment
+    from rich.style import Style
+    from textual.renderables.styled import Styled
+
+    from tui.widgets.keyed_table import _plain_cell
+
+    console = Console(width=80, color_system="truecolor")
+    texts = [Text("web"), Text("12.0%"), Text("guest-5", style="italic"), Text("a b"),
+             Text("x", style=Style(bold=True, color="red")), Text("-", style=Style.null()),
+             Text("[not markup]")]  # fmt: skip
+    layers = [Style(bgcolor="blue"), Style(color="white", bgcolor="black", bold=True),
+              Style.null()]  # fmt: skip
+    drawn_directly = 0
+    for text in texts:
+        for pre in layers:
+            for post in [*layers, Style(reverse=True)]:
+                for width, padding in [(12, 1), (len(text.plain) + 2, 1), (9, 0), (14, 2)]:
+                    options = console.options.update_dimensions(width, 1).update(no_wrap=True)
+                    ours = _plain_cell(console, options, text, pre, post, padding)
+                    if ours is None:
+                        continue
+                    drawn_directly += 1
+                    rich = console.render_lines(
+                        Styled(Padding(text, (0, padding)), pre_style=pre, post_style=post),
+                        options,
+                    )
+                    assert [list(Segment.simplify(line)) for line in ours] == [
+                        list(Segment.simplify(line)) for line in rich
+                    ], (text, pre, post, width, padding)
+    assert drawn_directly > 100
+    options = console.options.update_dimensions(12, 1).update(no_wrap=True)
+    for other in [Text.from_markup("[b]bold[/b]"), Text("主機"), Text("tab\there"), Text(""),
+                  Text("far too long for it"), Text("right", justify="right")]:  # fmt: skip
+        assert _plain_cell(console, options, other, Style(), Style(), 1) is None, other

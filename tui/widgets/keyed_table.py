@@ -50,6 +50,8 @@ PLACED_STYLES = 20_000
 #: cells kept drawn without their position (see ``KeyedTable._render_cell``): a few
 #: screens of rows, in the cursor's and the stripes' styles
 DRAWN_CELLS = 4096
+#: in place of a drawing whose segments carry meta of their own: drawn DataTable's way
+_OWN_META: list[list[Segment]] = []
 
 
 def cell_width(cell: Cell) -> int:
@@ -289,8 +291,10 @@ class KeyedTable(DataTable[Cell]):
                 cell = Styled(Padding(renderable, (0, self.cell_padding)), pre_style=pre,
                               post_style=post)  # fmt: skip
                 drawn = self.app.console.render_lines(cell, options)
+                if any(style is not None and style._meta for line in drawn for _, style, _ in line):
+                    drawn = _OWN_META  # decided once, not at each placing
             self._drawn_cells.set(drawn_key, drawn)
-        if any(style is not None and style._meta for line in drawn for _, style, _ in line):
+        if drawn is _OWN_META:
             return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
         placed = self._placed_styles
         if len(placed) > PLACED_STYLES:

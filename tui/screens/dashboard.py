@@ -26,10 +26,9 @@ from tui.widgets.guest_table import GuestTable
 from tui.widgets.lazy_view import LazyView
 from tui.widgets.node_table import NodeTable
 from tui.widgets.pool_tree import PoolTree
-from tui.widgets.repaint import set_tab_label, update_static
+from tui.widgets.repaint import set_tab_label
 from tui.widgets.storage_view import StorageView
 from tui.widgets.tasks_view import TasksView
-from tui.widgets.truenas_guests import truenas_vm_detail
 from tui.widgets.truenas_power import request_truenas_power, truenas_power_applies
 from tui.widgets.truenas_setup import NotConfigured, pve_missing_text, truenas_host
 from tui.widgets.truenas_view import TrueNasView
@@ -155,7 +154,11 @@ class DashboardScreen(Screen[None]):
     def show_snapshot(self, snapshot: ClusterSnapshot) -> None:
         inventory = snapshot.inventory
         truenas_vms = snapshot.truenas.vms if snapshot.truenas is not None else ()
-        self.guest_table.show(inventory.guests, truenas_vms)
+        table = self.guest_table
+        table.show(inventory.guests, truenas_vms)
+        # The detail now, in the frame that paints the table: its Selected message comes
+        # a frame later (~20 ms at any size), and then finds the detail as it is.
+        self._show_detail(table.selected)
         views = self.query_one(TabbedContent)
         set_tab_label(views, "guests", f"Guests ({len(inventory.guests) + len(truenas_vms)})")
         self.query_one(NodeTable).show(inventory.nodes, inventory.guests)
@@ -180,17 +183,21 @@ class DashboardScreen(Screen[None]):
 
     @on(GuestTable.Selected)
     def show_selected(self, event: GuestTable.Selected) -> None:
+        self._show_detail(event.guest)
+        self.update_bindings()
+
+    def _show_detail(self, guest: Guest | None) -> None:
+        """The detail pane for ``guest`` (the table's selection), or why there is none."""
         table = self.guest_table
         truenas_vm = table.selected_truenas
-        if event.guest is not None:
-            self.query_one(GuestDetail).show(event.guest)
+        if guest is not None:
+            self.query_one(GuestDetail).show(guest)
         elif truenas_vm is not None:
-            update_static(self.query_one(GuestDetail), truenas_vm_detail(truenas_vm))
+            self.query_one(GuestDetail).show_truenas(truenas_vm)
         elif table.guests and table.filter_text:
             self.query_one(GuestDetail).show(None, f"No guest matches “{table.filter_text}”.")
         elif table.guests:
             self.query_one(GuestDetail).show(None)
-        self.update_bindings()
 
     # ------------------------------------------------------------------ views
 
@@ -269,12 +276,19 @@ class DashboardScreen(Screen[None]):
             return
         field.value = ""
         field.display = False
-        self.guest_table.set_filter("")
+        self._filter_guests("")
         self.guest_table.focus()
 
     @on(Input.Changed, "#guest-filter")
     def _filter_changed(self, event: Input.Changed) -> None:
-        self.guest_table.set_filter(event.value.strip())
+        self._filter_guests(event.value.strip())
+
+    def _filter_guests(self, text: str) -> None:
+        """Filter the table, and show the detail of what is under the cursor then, in the
+        same frame (as ``show_snapshot`` does)."""
+        table = self.guest_table
+        table.set_filter(text)
+        self._show_detail(table.selected)
 
     @on(Input.Submitted, "#guest-filter")
     def _filter_submitted(self, event: Input.Submitted) -> None:

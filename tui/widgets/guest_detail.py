@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
@@ -10,6 +12,7 @@ from textual.widgets import Static
 from core.models import Guest
 from tui.formatting import percent, short_bytes, status_text, uptime, used_of
 from tui.widgets.repaint import update_static
+from tui.widgets.truenas_guests import TrueNasVm, truenas_vm_detail
 
 
 def _share(used: int, total: int) -> str:
@@ -40,10 +43,24 @@ def detail_view(guest: Guest, *, hint: str = "") -> Group:
 
 
 class GuestDetail(Static):
-    """Shows one guest; ``show(None, why)`` says why there is none."""
+    """Shows one guest (or a TrueNAS VM); ``show(None, why)`` says why there is none."""
+
+    #: what the panel shows, compared with what it is asked to show: the panel is a Rich
+    #: group, which cannot be compared once made, and each refresh asks again for the
+    #: guest under the cursor (a repaint of the panel, a frame of its own, when unchanged)
+    _showing: tuple[str, object] | None = None
 
     def show(self, guest: Guest | None, why: str = "No guest selected.") -> None:
         if guest is None:
-            update_static(self, Text(why, style="dim italic"))
+            self._show(("why", why), lambda: Text(why, style="dim italic"))
         else:
-            update_static(self, detail_view(guest, hint="enter: details"))
+            self._show(("guest", guest), lambda: detail_view(guest, hint="enter: details"))
+
+    def show_truenas(self, vm: TrueNasVm) -> None:
+        self._show(("truenas", vm), lambda: truenas_vm_detail(vm))
+
+    def _show(self, showing: tuple[str, object], make: Callable[[], object]) -> None:
+        if showing == self._showing:
+            return
+        self._showing = showing
+        update_static(self, make())

@@ -10,10 +10,17 @@ requests that follow within it: a dashboard, several clients or an agent asking 
 A row is reused only while its guest's ``edit_stamp`` is the one it was made from (any
 assignment to a field of the guest changes it): a guest that starts, moves or is renamed
 shows at once.
+
+While a client is reading the sheet (a request in the last ``WATCHED_S`` seconds), the
+simulator brings it up to date when each metric second begins (``refresh_if_watched``,
+called by ``Simulator``), as each node's pvestatd updates the status that
+``/cluster/resources`` reads: a request then finds the rows made instead of computing
+thousands of guests' metrics itself (~70 ms at 5,000 guests).
 """
 
 from __future__ import annotations
 
+import time
 import weakref
 from json.encoder import encode_basestring
 from typing import NamedTuple
@@ -70,6 +77,8 @@ class GuestSheet:
 
     def __init__(self) -> None:
         self._metric_time: float | None = None
+        #: when a request last read the sheet (``time.monotonic()``)
+        self.asked_at = float("-inf")
         self.rows: dict[int, SheetRow] = {}
         self._usage: tuple[dict[str, float], dict[str, int]] | None = None
         self._allocations: dict[str, int] | None = None
@@ -125,11 +134,26 @@ class GuestSheet:
 
 _SHEETS: weakref.WeakKeyDictionary[ClusterState, GuestSheet] = weakref.WeakKeyDictionary()
 
+#: real seconds after the last request during which the sheet is kept up to date unasked
+WATCHED_S = 10.0
+
 
 def guest_sheet(state: ClusterState) -> GuestSheet:
-    """The cluster's ``GuestSheet``, up to date (its rows in ``state.guests`` order)."""
+    """The cluster's ``GuestSheet``, up to date (its rows in ``state.guests`` order), for
+    a request."""
     sheet = _SHEETS.get(state)
     if sheet is None:
         sheet = _SHEETS[state] = GuestSheet()
     sheet.refresh(state)
+    sheet.asked_at = time.monotonic()
     return sheet
+
+
+def refresh_if_watched(state: ClusterState) -> bool:
+    """Bring the cluster's sheet up to date if a request read it in the last
+    ``WATCHED_S`` seconds; whether it did."""
+    sheet = _SHEETS.get(state)
+    if sheet is None or time.monotonic() - sheet.asked_at > WATCHED_S:
+        return False
+    sheet.refresh(state)
+    return True

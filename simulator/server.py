@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import os
 
 from simulator.auth import Authenticator, demo_grants, demo_users
 from simulator.config import DemoLogin, DemoToken, SimulatorConfig, demo_logins, demo_tokens
 from simulator.faults import FaultInjector, FaultyPveApi
+from simulator.guest_sheet import refresh_if_watched
 from simulator.http import HttpServer
 from simulator.loop_thread import LoopThread, run_in_thread
 from simulator.pve_api import PveApi
@@ -52,6 +54,7 @@ class Simulator:
         self._tls: TlsMaterial | None = None
         self._http: HttpServer | None = None
         self._ticker: asyncio.Task[None] | None = None
+        self._status_daemon: asyncio.Task[None] | None = None
         self.truenas: TrueNasSimulator | None = None
 
     # Facts available once started.
@@ -136,6 +139,8 @@ class Simulator:
             self.truenas.on_cert_change = self._change_certificate
             await self.truenas.start()
         self._ticker = asyncio.create_task(self._tick())
+        if self.state.dynamic and self.state.clock.speed <= 1:
+            self._status_daemon = asyncio.create_task(self._update_status())
 
     def _change_certificate(self) -> None:
         """Fault ``cert-change``: a new certificate from a new CA, as after a reinstall;
@@ -153,12 +158,24 @@ class Simulator:
             self.state.advance()
             await asyncio.sleep(TICK_SECONDS)
 
+    async def _update_status(self) -> None:
+        """What each node's pvestatd does: the guests' metrics brought up to date as each
+        metric second begins, while a client reads them (``refresh_if_watched``). Only
+        when metrics move and a metric second lasts a real second or more (``speed`` 1 or
+        less): faster, the work would outrun its use."""
+        while True:
+            clock = self.state.clock  # read anew: tests may swap it
+            now = clock.now()
+            await asyncio.sleep((math.floor(now) + 1 - now) / clock.speed + 0.001)
+            refresh_if_watched(self.state)
+
     async def stop(self) -> None:
-        if self._ticker is not None:
-            self._ticker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._ticker
-            self._ticker = None
+        for task in (self._ticker, self._status_daemon):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._ticker = self._status_daemon = None
         if self.truenas is not None:
             await self.truenas.stop()
             self.truenas = None

@@ -13,6 +13,7 @@ import dataclasses
 import json
 import math
 import ssl
+import time
 from collections.abc import Callable
 from types import ModuleType
 from typing import Any
@@ -332,3 +333,66 @@ def test_has_everywhere_below_sees_more_specific_entries() -> None:
     assert only_some.has("/vms/100", "VM.Audit")
     granted_below = Principal("d@pve", None, {"/vms": audit, "/vms/7": audit})
     assert granted_below.has_everywhere_below("/vms", "VM.Audit")
+
+
+def _sheet_second(handle: SimulatorHandle) -> tuple[float | None, float]:
+    """The metric second the guest sheet was last brought to, and the simulator's now."""
+    from simulator.guest_sheet import _SHEETS
+
+    def read() -> tuple[float | None, float]:
+        sheet = _SHEETS.get(handle.state)
+        return (None if sheet is None else sheet._metric_time), handle.state.metric_time()
+
+    return handle.call(read)
+
+
+def _until(condition: Callable[[], bool], within_s: float = 10.0) -> bool:
+    """Poll ``condition`` (a bound on a loaded machine, not a timing assertion)."""
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return condition()
+
+
+def test_while_a_client_reads_them_the_metrics_are_made_as_each_second_begins(
+    make_sim: StartSim,
+) -> None:
+    """As pvestatd updates the status /cluster/resources reads: a request then finds the
+    second's rows made. Without a reader the simulator does nothing."""
+    handle = make_sim(guests=60, dynamic=True, speed=1.0)
+    clock = _take_over_clock(handle, start=0.25)
+    base = handle.state.clock.base_epoch
+    time.sleep(1.2)  # the status daemon had a second begin: nobody reads, nothing made
+    assert _sheet_second(handle) == (None, base)
+    with _client(handle) as client:
+        _resources(client)
+        assert _sheet_second(handle) == (base, base)
+        clock.seconds = 1.5  # the next second begins; no request follows
+        assert _until(lambda: _sheet_second(handle) == (base + 1, base + 1))
+        # made as a request would have made it
+        assert _resources(client) == handle.call(lambda: _expected(handle.state))
+
+        # ten seconds after the last reader (WATCHED_S), it stops
+        def forget() -> None:
+            from simulator.guest_sheet import _SHEETS
+
+            _SHEETS[handle.state].asked_at = float("-inf")
+
+        handle.call(forget)
+        clock.seconds = 2.5
+        time.sleep(2.5)  # the daemon wakes at least twice meanwhile (its sleep is <= 1 s)
+        assert _sheet_second(handle) == (base + 1, base + 2)
+
+
+def test_the_status_daemon_runs_only_when_metrics_move_at_most_a_second_a_second(
+    make_sim: StartSim,
+) -> None:
+    """Frozen metrics never change; at ``speed`` 50 a second lasts 20 ms, less than the
+    work at 5,000 guests: a request makes its rows itself then."""
+    for settings, runs in (({"dynamic": True, "speed": 1.0}, True),
+                           ({"dynamic": True, "speed": 50.0}, False),
+                           ({"dynamic": False, "speed": 1.0}, False)):  # fmt: skip
+        handle = make_sim(guests=10, **settings)
+        assert (handle.simulator._status_daemon is not None) is runs, settings

@@ -155,7 +155,7 @@ class DashboardScreen(Screen[None]):
         inventory = snapshot.inventory
         truenas_vms = snapshot.truenas.vms if snapshot.truenas is not None else ()
         table = self.guest_table
-        table.show(inventory.guests, truenas_vms)
+        table.show(inventory.guests, truenas_vms, snapshot.guest_widths)
         # The detail now, in the frame that paints the table: its Selected message comes
         # a frame later (~20 ms at any size), and then finds the detail as it is.
         self._show_detail(table.selected)

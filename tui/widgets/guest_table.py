@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from itertools import compress, groupby
 from operator import attrgetter, methodcaller
 from typing import Any
@@ -201,9 +201,20 @@ class GuestTable(LazyTable):
             found = [(haystack, g) for haystack, g in found if word in haystack]
         return [g for _, g in found]
 
-    def show(self, guests: Iterable[Guest], truenas_vms: Iterable[TrueNasVm] = ()) -> None:
-        """Bring the table in step with ``guests`` (a fresh inventory) and TrueNAS's."""
+    #: ``guest_column_widths`` of all of ``guests``, when the caller had it worked out
+    _all_widths: Mapping[str, int] | None = None
+
+    def show(
+        self,
+        guests: Iterable[Guest],
+        truenas_vms: Iterable[TrueNasVm] = (),
+        widths: Mapping[str, int] | None = None,
+    ) -> None:
+        """Bring the table in step with ``guests`` (a fresh inventory) and TrueNAS's.
+        ``widths``: ``guest_column_widths(guests)``, if worked out already (``fetch_snapshot``
+        does it in a worker thread for thousands of guests); used while nothing is filtered."""
         self.guests = {g.vmid: g for g in guests}
+        self._all_widths = widths
         self._haystacks = None
         self.truenas_vms = {vm.key: vm for vm in truenas_vms}
         self._resync()
@@ -241,7 +252,10 @@ class GuestTable(LazyTable):
             keep = self.current_key
         shown = self.shown_guests
         self._truenas_cells = truenas_rows(self.truenas_vms.values(), self.filter_text)
-        widths = guest_column_widths(shown)
+        if self._all_widths is not None and not self.filter_text.split():  # all are shown
+            widths = dict(self._all_widths)
+        else:
+            widths = guest_column_widths(shown)
         for cells in self._truenas_cells.values():
             for key, cell in zip(self.column_keys, cells, strict=True):
                 widths[key] = max(widths.get(key, 0), cell_width(cell))

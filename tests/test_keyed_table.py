@@ -15,6 +15,7 @@ from typing import Any
 
 from rich.text import Text
 from textual.app import App, ComposeResult
+from textual.coordinate import Coordinate as Coord
 from textual.geometry import Region
 from textual.widgets import DataTable
 
@@ -193,9 +194,10 @@ async def test_a_new_sort_order_or_a_wider_column_repaints_every_row() -> None:
 
 
 class DataTableCells(Table):
-    """The same table with DataTable's own cell drawing (one per position)."""
+    """The same table with DataTable's own cell drawing (one per position) and row lines."""
 
     _render_cell = DataTable._render_cell  # type: ignore[assignment]
+    _render_line_in_row = DataTable._render_line_in_row  # type: ignore[assignment]
 
 
 class TwoTables(App[None]):
@@ -233,6 +235,12 @@ async def test_cells_drawn_once_and_placed_paint_what_datatable_draws() -> None:
             lambda t: t.move_cursor(row=12, animate=False),
             lambda t: t.sync_rows(varied_rows(33)),  # rows gone: every row moves
             lambda t: setattr(t, "order_reverse", False) or t.sync_rows(varied_rows(33)),
+            # the mouse over a row, then over the header (row -1), as a pointer puts it
+            lambda t: t._set_hover_cursor(True) or setattr(t, "hover_coordinate", Coord(14, 2)),
+            lambda t: setattr(t, "hover_coordinate", Coord(-1, 1)),
+            lambda t: t._set_hover_cursor(False),
+            lambda t: setattr(t, "show_cursor", False),
+            lambda t: setattr(t, "show_cursor", True) or t.sync_rows(varied_rows(6)),  # narrower
         ]
         for step in steps:
             step(ours)

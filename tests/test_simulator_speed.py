@@ -19,10 +19,12 @@ from types import ModuleType
 from typing import Any
 
 import httpx
+import pytest
 
 from simulator import SimulatorHandle, views
 from simulator.auth import AUDITOR_PRIVILEGES, Principal
 from simulator.clock import SimClock
+from simulator.guest_sheet import refresh_if_watched
 from simulator.metrics import GuestMetrics, guest_curve, guest_metrics, metrics_at, node_metrics
 from simulator.model import Guest
 from simulator.state import ClusterState
@@ -396,3 +398,29 @@ def test_the_status_daemon_runs_only_when_metrics_move_at_most_a_second_a_second
                            ({"dynamic": False, "speed": 1.0}, False)):  # fmt: skip
         handle = make_sim(guests=10, **settings)
         assert (handle.simulator._status_daemon is not None) is runs, settings
+
+
+def test_a_failed_status_update_is_logged_and_the_next_second_tried_again(
+    make_sim: StartSim, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A bug in the update must not end it. Mocked: the simulator has no update that fails,
+    so the first one is made to raise."""
+    import simulator.server as server
+
+    calls: list[int] = []
+
+    def failing_once(state: ClusterState) -> bool:
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("injected by the test")
+        return refresh_if_watched(state)
+
+    monkeypatch.setattr(server, "refresh_if_watched", failing_once)
+    handle = make_sim(guests=20, dynamic=True, speed=1.0)
+    clock = _take_over_clock(handle, start=0.25)
+    base = handle.state.clock.base_epoch
+    with _client(handle) as client:
+        _resources(client)
+    clock.seconds = 1.5
+    assert _until(lambda: len(calls) >= 2 and _sheet_second(handle) == (base + 1, base + 1))
+    assert "updating the guests' metrics failed" in caplog.text

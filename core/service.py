@@ -207,9 +207,9 @@ def _guest_values(
     return {
         "vmid": int(item["vmid"]),
         "name": str(get("name") or f"{kind}-{item['vmid']}"),
-        "node": str(get("node", "")),
+        "node": str(get("node") or ""),
         "kind": kind,
-        "status": str(get("status", "unknown")),
+        "status": str(get("status") or "unknown"),  # null too: not "None"
         "cpu": float(get("cpu") or 0.0),
         "maxcpu": float(get("maxcpu") or 0),
         "mem": int(get("mem") or 0),
@@ -246,9 +246,9 @@ def inventory_from_resources(resources: list[dict[str, Any]]) -> Inventory:
             storages.append(
                 StorageInfo(
                     storage=str(item.get("storage", "")),
-                    node=str(item.get("node", "")),
+                    node=str(item.get("node") or ""),
                     plugintype=str(item.get("plugintype", "")),
-                    status=str(item.get("status", "")),
+                    status=str(item.get("status") or ""),
                     shared=bool(item.get("shared") or 0),
                     content=str(item.get("content", "")),
                     disk=int(item.get("disk") or 0),

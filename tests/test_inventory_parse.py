@@ -112,6 +112,7 @@ def odd_variants(item: dict[str, Any]) -> list[tuple[dict[str, Any], dict[str, A
         ({"pool": ""}, {"pool": None}),
         ({"lock": ABSENT, "pool": ABSENT}, {"lock": None, "pool": None}),
         ({"status": ABSENT, "node": ABSENT}, {"status": "unknown", "node": ""}),
+        ({"status": None, "node": None}, {"status": "unknown", "node": ""}),  # not "None"
         ({"cpu": None, "mem": None, "uptime": None}, {"cpu": 0.0, "mem": 0, "uptime": 0}),
         (
             {"cpu": ABSENT, "maxmem": ABSENT, "netout": ABSENT},
@@ -175,3 +176,11 @@ def test_a_pool_or_lock_that_is_not_text_fails_as_validation_does(field: str):
     with pytest.raises(ValidationError) as reference:
         validated(item)
     assert fast.value.errors() == reference.value.errors()
+
+
+def test_a_storage_with_null_fields_is_shown_empty_not_as_none() -> None:
+    inventory = inventory_from_resources([
+        {"type": "storage", "id": "storage/pve1/local", "storage": "local", "node": None,
+         "status": None, "plugintype": "dir", "content": "iso", "shared": 0},
+    ])  # fmt: skip
+    assert (inventory.storages[0].node, inventory.storages[0].status) == ("", "")

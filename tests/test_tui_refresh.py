@@ -15,8 +15,9 @@ from typing import Any
 from core.service import Labdeck
 from tests.support.tui import WIDE, dashboard_app, settle, until
 from tui.app import LabdeckApp
-from tui.data import WIDTHS_IN_THREAD, fetch_snapshot
+from tui.data import FIGURES_IN_THREAD, fetch_snapshot
 from tui.widgets.guest_table import guest_column_widths
+from tui.widgets.node_table import NodeTable, guest_counts
 from tui.widgets.pool_tree import PoolTree
 
 API = "/api2/json"
@@ -148,19 +149,26 @@ async def test_a_dashboard_not_asked_to_freeze_leaves_the_collector_alone(
         assert gc.get_freeze_count() == 0 and not app._froze
 
 
-async def test_a_big_listing_has_its_column_widths_worked_out_during_the_fetch(
+async def test_a_big_listing_has_its_table_figures_worked_out_during_the_fetch(
     make_sim: Any, make_service: Any
 ) -> None:
-    """Above ``WIDTHS_IN_THREAD`` guests the widths come with the snapshot (worked out in a
-    worker thread: 10-20 ms at 5,000 guests the loop no longer spends); below, the table
-    works them out itself."""
-    big = make_sim(guests=WIDTHS_IN_THREAD + 50, nodes=4)
+    """Above ``FIGURES_IN_THREAD`` guests the column widths and the per-node counts come
+    with the snapshot (worked out in a worker thread: 20-30 ms at 5,000 guests the loop no
+    longer spends); below, the tables work them out themselves."""
+    big = make_sim(guests=FIGURES_IN_THREAD + 50, nodes=4)
     async with make_service(big, face="tui") as service:
         snapshot = await fetch_snapshot(service)
-    assert snapshot.guest_widths is not None
-    assert snapshot.guest_widths == guest_column_widths(snapshot.inventory.guests)
+    guests = snapshot.inventory.guests
+    assert snapshot.figures is not None
+    assert snapshot.figures.widths == guest_column_widths(guests)
+    assert snapshot.figures.per_node == {
+        node: (sum(g.node == node and g.status == "running" for g in guests),
+               sum(g.node == node for g in guests))
+        for node in {g.node for g in guests}
+    }  # fmt: skip
+    assert len(snapshot.figures.per_node) == 4
     async with make_service(make_sim(), face="tui") as service:
-        assert (await fetch_snapshot(service)).guest_widths is None
+        assert (await fetch_snapshot(service)).figures is None
 
 
 async def test_widths_handed_to_the_table_are_used_while_nothing_is_filtered(
@@ -181,3 +189,19 @@ async def test_widths_handed_to_the_table_are_used_while_nothing_is_filtered(
         assert name.content_width == guest_column_widths(table.shown_guests)["name"] < own + 7
         table.set_filter("")
         assert name.content_width == own + 7
+
+
+async def test_counts_handed_to_the_node_table_are_shown(make_sim: Any, make_service: Any) -> None:
+    app = dashboard_app(make_service(make_sim(), face="tui"))
+    async with app.run_test(size=WIDE) as pilot:
+        await settle(pilot)
+        assert app.dashboard is not None and app.snapshot is not None
+        table = app.dashboard.query_one(NodeTable)
+        inventory = app.snapshot.inventory
+        counted = guest_counts(inventory.guests)
+        assert {n: table.get_cell(n, "guests") for n in counted} == {
+            n: f"{run}/{total}" for n, (run, total) in counted.items()
+        }
+        first = inventory.nodes[0].node
+        table.show(inventory.nodes, inventory.guests, {**counted, first: (99, 100)})
+        assert table.get_cell(first, "guests") == "99/100"

@@ -9,16 +9,30 @@ from typing import Any
 from pydantic import BaseModel
 
 from core.errors import LabdeckError
-from core.models import ClusterOverview, Inventory, PoolInfo, PoolList
+from core.models import ClusterOverview, Guest, Inventory, PoolInfo, PoolList
 from core.service import Labdeck
 from tui.widgets.guest_table import guest_column_widths
+from tui.widgets.node_table import guest_counts
 from tui.widgets.truenas_guests import TrueNasGuests, fetch_truenas_guests
 
 #: what a refresh shows for the cluster when the profile has no Proxmox VE cluster
 NO_CLUSTER = Inventory(nodes=[], guests=[], storages=[], pools=[])
-#: guests above which the guest table's column widths are worked out in a worker thread
-#: during the fetch (10-20 ms at 5,000 guests that the event loop would spend)
-WIDTHS_IN_THREAD = 500
+#: guests above which what the tables need from all of them is worked out in a worker
+#: thread during the fetch (``GuestFigures``: ~20-30 ms at 5,000 guests the event loop
+#: would spend)
+FIGURES_IN_THREAD = 500
+
+
+@dataclass(frozen=True, slots=True)
+class GuestFigures:
+    """What the guest and node tables need from all the guests, worked out once."""
+
+    widths: dict[str, int]  # ``guest_column_widths``
+    per_node: dict[str, tuple[int, int]]  # ``guest_counts``
+
+
+def guest_figures(guests: list[Guest]) -> GuestFigures:
+    return GuestFigures(guest_column_widths(guests), guest_counts(guests))
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,8 +50,8 @@ class ClusterSnapshot:
     truenas: TrueNasGuests | None = None
     truenas_error: LabdeckError | None = field(default=None, compare=False)
     pve: bool = True
-    #: ``guest_column_widths`` of all the cluster's guests, when worked out off the loop
-    guest_widths: dict[str, int] | None = field(default=None, compare=False)
+    #: ``guest_figures`` of the cluster's guests, when worked out off the loop
+    figures: GuestFigures | None = field(default=None, compare=False)
 
     @property
     def summary(self) -> str:
@@ -95,7 +109,7 @@ async def fetch_snapshot(
     truenas, error = await beside
     return ClusterSnapshot(
         cluster.inventory, cluster.pools, cluster.overview, truenas=truenas,
-        truenas_error=error, guest_widths=cluster.guest_widths,
+        truenas_error=error, figures=cluster.figures,
     )  # fmt: skip
 
 
@@ -120,18 +134,18 @@ async def fetch_cluster(
     ``overview``: those of an earlier refresh, kept instead of asking for them again."""
     inventory = await service.inventory()
     guests = inventory.guests
-    widths = (asyncio.to_thread(guest_column_widths, guests)
-              if len(guests) > WIDTHS_IN_THREAD else _none())  # fmt: skip
-    fresh_pools, fresh_overview, guest_widths = await asyncio.gather(
+    figures = (asyncio.to_thread(guest_figures, guests)
+               if len(guests) > FIGURES_IN_THREAD else _none())  # fmt: skip
+    fresh_pools, fresh_overview, guest_figures_ = await asyncio.gather(
         _soft(service, "pve_list_pools") if pools is None else _none(),
         _soft(service, "pve_cluster_overview") if overview is None else _none(),
-        widths,
+        figures,
     )
     return ClusterSnapshot(
         inventory=inventory,
         pools=fresh_pools.pools if isinstance(fresh_pools, PoolList) else pools,
         overview=fresh_overview if isinstance(fresh_overview, ClusterOverview) else overview,
-        guest_widths=guest_widths,
+        figures=guest_figures_,
     )
 
 

@@ -155,13 +155,16 @@ class DashboardScreen(Screen[None]):
         inventory = snapshot.inventory
         truenas_vms = snapshot.truenas.vms if snapshot.truenas is not None else ()
         table = self.guest_table
-        table.show(inventory.guests, truenas_vms, snapshot.guest_widths)
+        figures = snapshot.figures
+        table.show(inventory.guests, truenas_vms, figures.widths if figures else None)
         # The detail now, in the frame that paints the table: its Selected message comes
         # a frame later (~20 ms at any size), and then finds the detail as it is.
         self._show_detail(table.selected)
         views = self.query_one(TabbedContent)
         set_tab_label(views, "guests", f"Guests ({len(inventory.guests) + len(truenas_vms)})")
-        self.query_one(NodeTable).show(inventory.nodes, inventory.guests)
+        self.query_one(NodeTable).show(
+            inventory.nodes, inventory.guests, figures.per_node if figures else None
+        )
         if snapshot.pve:
             set_tab_label(views, "nodes", f"Nodes ({len(inventory.nodes)})")
         if snapshot.pools is not None:

@@ -28,6 +28,7 @@ from simulator.guest_sheet import refresh_if_watched
 from simulator.metrics import GuestMetrics, guest_curve, guest_metrics, metrics_at, node_metrics
 from simulator.model import Guest
 from simulator.state import ClusterState
+from tests.support.faults import eventually
 
 StartSim = Callable[..., Any]
 
@@ -348,16 +349,6 @@ def _sheet_second(handle: SimulatorHandle) -> tuple[float | None, float]:
     return handle.call(read)
 
 
-def _until(condition: Callable[[], bool], within_s: float = 10.0) -> bool:
-    """Poll ``condition`` (a bound on a loaded machine, not a timing assertion)."""
-    deadline = time.monotonic() + within_s
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.02)
-    return condition()
-
-
 def test_while_a_client_reads_them_the_metrics_are_made_as_each_second_begins(
     make_sim: StartSim,
 ) -> None:
@@ -372,7 +363,7 @@ def test_while_a_client_reads_them_the_metrics_are_made_as_each_second_begins(
         _resources(client)
         assert _sheet_second(handle) == (base, base)
         clock.seconds = 1.5  # the next second begins; no request follows
-        assert _until(lambda: _sheet_second(handle) == (base + 1, base + 1))
+        assert eventually(lambda: _sheet_second(handle) == (base + 1, base + 1))
         # made as a request would have made it
         assert _resources(client) == handle.call(lambda: _expected(handle.state))
 
@@ -422,5 +413,5 @@ def test_a_failed_status_update_is_logged_and_the_next_second_tried_again(
     with _client(handle) as client:
         _resources(client)
     clock.seconds = 1.5
-    assert _until(lambda: len(calls) >= 2 and _sheet_second(handle) == (base + 1, base + 1))
+    assert eventually(lambda: len(calls) >= 2 and _sheet_second(handle) == (base + 1, base + 1))
     assert "updating the guests' metrics failed" in caplog.text

@@ -15,7 +15,7 @@ from typing import Any
 
 from rich.console import Console
 
-from tests.support.tui import WIDE, dashboard_app, settle
+from tests.support.tui import WIDE, dashboard, settle
 from tui.app import LabdeckApp
 from tui.data import fetch_snapshot
 from tui.widgets.guest_detail import GuestDetail
@@ -42,7 +42,7 @@ def rename(handle: Any, vmid: int, name: str) -> None:
 
 async def test_a_refresh_shows_the_detail_with_the_table(make_sim: Any, make_service: Any) -> None:
     handle = make_sim()
-    app = dashboard_app(make_service(handle, face="tui"))
+    app = dashboard(make_service, handle)
     async with app.run_test(size=WIDE) as pilot:
         await settle(pilot)
         assert app.dashboard is not None
@@ -59,7 +59,7 @@ async def test_a_refresh_shows_the_detail_with_the_table(make_sim: Any, make_ser
 async def test_a_typed_filter_shows_the_detail_with_the_table(
     make_sim: Any, make_service: Any
 ) -> None:
-    app = dashboard_app(make_service(make_sim(), face="tui"))
+    app = dashboard(make_service, make_sim())
     async with app.run_test(size=WIDE) as pilot:
         await settle(pilot)
         assert app.dashboard is not None
@@ -75,7 +75,7 @@ async def test_the_detail_is_made_again_only_when_what_it_shows_changed(
     make_sim: Any, make_service: Any
 ) -> None:
     handle = make_sim()
-    app = dashboard_app(make_service(handle, face="tui"))
+    app = dashboard(make_service, handle)
     async with app.run_test(size=WIDE) as pilot:
         await settle(pilot)
         assert app.dashboard is not None

@@ -13,7 +13,7 @@ import gc
 from typing import Any
 
 from core.service import Labdeck
-from tests.support.tui import WIDE, dashboard_app, settle, until
+from tests.support.tui import WIDE, dashboard, dashboard_app, settle, until
 from tui.app import LabdeckApp
 from tui.data import FIGURES_IN_THREAD, fetch_snapshot
 from tui.widgets.guest_table import guest_column_widths
@@ -174,7 +174,7 @@ async def test_a_big_listing_has_its_table_figures_worked_out_during_the_fetch(
 async def test_widths_handed_to_the_table_are_used_while_nothing_is_filtered(
     make_sim: Any, make_service: Any
 ) -> None:
-    app = dashboard_app(make_service(make_sim(), face="tui"))
+    app = dashboard(make_service, make_sim())
     async with app.run_test(size=WIDE) as pilot:
         await settle(pilot)
         assert app.dashboard is not None
@@ -192,7 +192,7 @@ async def test_widths_handed_to_the_table_are_used_while_nothing_is_filtered(
 
 
 async def test_counts_handed_to_the_node_table_are_shown(make_sim: Any, make_service: Any) -> None:
-    app = dashboard_app(make_service(make_sim(), face="tui"))
+    app = dashboard(make_service, make_sim())
     async with app.run_test(size=WIDE) as pilot:
         await settle(pilot)
         assert app.dashboard is not None and app.snapshot is not None

@@ -225,6 +225,9 @@ async def test_two_panes_run_commands_at_the_same_time(fresh_sim, make_service) 
 
         # 8 s at speed 50: long enough to still run on a loaded machine when the other ends
         await submit(first, "sleep 400")
+        # Enter is handled by the pane a message later (``Input.Submitted``): under load the
+        # second tab could open before it, and the run below not have started yet (CI saw it)
+        await until(pilot, lambda: first.running is not None)
         await submit(second, "sleep 25")  # 0.5 s
         assert first.running is not None
         assert str(tabs.get_tab(f"exec-{AGENT_VM}").label) == "home-assistant (107) ⟳"

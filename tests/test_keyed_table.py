@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import pytest
 from rich.text import Text
 from textual.app import App, ComposeResult
 from textual.coordinate import Coordinate as Coord
@@ -115,6 +116,28 @@ async def test_updating_cells_in_place_paints_what_a_fresh_table_paints() -> Non
         assert table.cursor_row == 0
     for state, now in zip(states, seen, strict=True):
         assert now == await fresh_paint(state)
+
+
+@pytest.mark.parametrize("height", ["auto", "1fr"])
+async def test_rows_added_or_removed_size_the_table_and_its_scroll_bar_at_once(
+    height: str,
+) -> None:
+    """``sync_rows`` works out the new virtual height itself, so that the frame painting
+    the rows lays them out too (``size_now``); a table as high as the layout makes it
+    (not as its rows make it) also knows at once whether it scrolls."""
+    app = TableApp(rows(40))
+    async with app.run_test(size=SIZE) as pilot:
+        table = app.query_one(Table)
+        table.styles.height = height
+        await pilot.pause()
+        for count in (5, 40, 14, 15, 16, 3):
+            table.sync_rows(rows(count))
+            assert table.virtual_size.height == count + table.header_height, count
+            scrolls = count + table.header_height > SIZE[1]
+            if height == "1fr":
+                assert table.show_vertical_scrollbar is scrolls, count
+            await pilot.pause()
+            assert table.show_vertical_scrollbar is scrolls, count
 
 
 async def test_updates_while_scrolled_and_after_removals_and_a_reorder() -> None:

@@ -155,6 +155,26 @@ async def test_typing_a_filter_shows_the_guests_it_matches_through_refreshes() -
                 assert set(shown(table)) == wanted, query
 
 
+async def test_a_filter_sizes_the_table_and_its_scroll_bar_before_the_frame() -> None:
+    """A filter that changes how many rows there are gives the table its new height and
+    scroll bar at once, not when the table is next idle (DataTable's way): the frame that
+    paints the keystroke then lays them out too, instead of one or two more layout frames
+    ~30-60 ms later (``KeyedTable.size_now``)."""
+    async with GuestApp().run_test(size=SIZE) as pilot:
+        table = pilot.app.query_one(GuestTable)
+        table.styles.height = "1fr"  # as the dashboard lays it out (tui/labdeck.tcss)
+        table.show(cluster(90))
+        await pilot.pause()
+        assert table.show_vertical_scrollbar  # 90 rows in a 20-line table
+        for query, scrolls in (("web", False), ("", True), ("team-1", True), ("zzz", False)):
+            table.set_filter(query)  # no pause: what the next frame lays out
+            assert table.virtual_size.height == table.row_count + table.header_height, query
+            assert table.show_vertical_scrollbar is scrolls, query
+            assert not table._require_update_dimensions, query
+            await pilot.pause()
+            assert table.show_vertical_scrollbar is scrolls, query
+
+
 async def test_a_new_theme_repaints_the_stripes_in_its_colours() -> None:
     """The zebra stripes' style is kept between paints (``KeyedTable._style_memo``); a
     theme change must still reach every row."""

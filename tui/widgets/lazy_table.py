@@ -117,6 +117,7 @@ class LazyTable(KeyedTable):
                 self.refresh()  # every cache entry is stale: repaint it all
             else:
                 self._repaint_rows(changed, keep_rows=self._drawn.keys())
+            self.size_now()
             self.put_cursor_on(keep)
 
     def _reorder(self, order: list[str]) -> None:
@@ -138,7 +139,7 @@ class LazyTable(KeyedTable):
         keys = self._row_keys
         self._row_locations = TwoWayDict({keys[key]: index for index, key in enumerate(order)})
         self._order = order
-        self._require_update_dimensions = True  # the virtual height: on idle
+        self._require_update_dimensions = True  # the virtual height (``size_now``)
         self._update_count += 1
         self.cursor_coordinate = self.cursor_coordinate  # clamped to the rows left
         self.check_idle()

@@ -27,6 +27,9 @@ class NodeInfo(_Model):
 
 
 class Guest(_Model):
+    # frozen: one guest may be in the inventories of several answers (core.service._guests)
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
     vmid: int
     name: str
     node: str

@@ -92,6 +92,56 @@ async def test_a_new_big_answer_replaces_the_inventory_and_lets_the_old_one_go(
         assert await lab.inventory() is third  # cached while the answer is
 
 
+def guest_items(resources: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
+    return {i["vmid"]: i for i in resources if i.get("type") in ("qemu", "lxc")}
+
+
+async def test_a_new_big_answer_reuses_the_guests_whose_items_did_not_change(
+    make_sim, make_service
+):
+    """A guest whose item is the same in the next answer is the same ``Guest`` again (a
+    stopped guest's does not change); the others are made from their new items. The whole
+    is what parsing the new answer alone gives."""
+    handle = make_sim(guests=BIG_LISTING + 100, nodes=4, dynamic=True)  # metrics move
+    async with make_service(handle) as lab:
+        first = await lab.inventory()
+        items_before = guest_items(list(await lab.pve.cached_get("/cluster/resources")))
+        made_before = {g.vmid: g for g in first.guests}
+        await asyncio.sleep(0.2)  # ~10 simulated seconds: running guests' metrics move
+        lab.pve.invalidate()
+        resources = list(await lab.pve.cached_get("/cluster/resources"))
+        second = await lab.inventory()
+    assert_matches_validation(second, resources)
+    items_now = guest_items(resources)
+    unchanged = {vmid for vmid, item in items_now.items() if items_before.get(vmid) == item}
+    assert 0 < len(unchanged) < len(items_now)  # the stopped ones, not the running ones
+    assert all(items_now[vmid]["status"] != "running" for vmid in unchanged)
+    assert {g.vmid for g in second.guests if g is made_before[g.vmid]} == unchanged
+
+
+def test_an_item_that_changed_in_any_field_gives_a_new_guest() -> None:
+    item = {"type": "qemu", "vmid": 100, "name": "web", "node": "pve1", "status": "stopped",
+            "maxmem": 1024, "tags": "a;b", "template": 0}  # fmt: skip
+    first = inventory_from_resources([item])
+    reuse = {100: (item, first.guests[0])}
+    assert inventory_from_resources([dict(item)], reuse).guests[0] is first.guests[0]
+    for field, value in [("status", "running"), ("tags", "a"), ("template", 1), ("lock", "backup"),
+                         ("type", "lxc"), ("maxmem", 2048)]:  # fmt: skip
+        changed = {**item, field: value}
+        again = inventory_from_resources([changed], reuse).guests[0]
+        assert again is not first.guests[0]
+        assert_same_guest(again, validated(changed))
+
+
+def test_guests_cannot_be_changed_in_place() -> None:
+    """Guests are shared by the inventories of successive answers (when their items did
+    not change): a guest changed in place would change an inventory parsed later."""
+    guest = inventory_from_resources([{"type": "lxc", "vmid": 101, "name": "a"}]).guests[0]
+    with pytest.raises(ValidationError):
+        guest.status = "stopped"
+    assert guest.status == "unknown"
+
+
 def odd_variants(item: dict[str, Any]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
     """(changes to a real item, the fields they must give) for every conversion the parse
     makes: defaults of missing values, tags strings, 0/1 flags, numbers as text or floats."""
@@ -154,15 +204,14 @@ async def test_guests_do_not_share_their_tag_lists(sim, make_service):
     assert all("changed-here-only" not in g.tags for g in same)
 
 
-async def test_changing_or_copying_a_guest_leaves_the_others_as_they_were(sim, make_service):
+async def test_copying_a_guest_leaves_the_others_as_they_were(sim, make_service):
     """Guests share one fields set (all fields): pydantic must never change it in place."""
     async with make_service(sim) as lab:
         inventory = await lab.inventory()
     first, other = inventory.guests[0], inventory.guests[1]
     other_before = other.model_dump()
-    first.status = "stopped"
-    renamed = first.model_copy(update={"name": "renamed"})
-    assert renamed.name == "renamed" != first.name and first.status == "stopped"
+    renamed = first.model_copy(update={"name": "renamed", "status": "stopped"})
+    assert renamed.name == "renamed" != first.name and renamed.status == "stopped"
     assert other.model_dump() == other_before == other.model_dump(exclude_unset=True)
     for guest in (first, other, renamed):
         assert guest.model_fields_set == set(Guest.model_fields)

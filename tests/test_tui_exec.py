@@ -221,7 +221,10 @@ async def test_two_panes_run_commands_at_the_same_time(fresh_sim, make_service) 
             # switching tabs focuses the pane's input (a chain of messages: not one pause)
             await until(pilot, lambda: pane.input.has_focus)
             pane.input.value = command
-            await pilot.press("enter")
+            # Enter, as the pane's input gets it. Not a key press: under load a tab switch
+            # still queued from opening the other pane could move the focus back to it
+            # before the key arrives (a full run saw the command never start).
+            await pane.input.action_submit()
 
         # 8 s at speed 50: long enough to still run on a loaded machine when the other ends
         await submit(first, "sleep 400")

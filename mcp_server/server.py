@@ -400,7 +400,14 @@ async def _run(
     return _result(result)
 
 
-def _tool(op: "Operation", *, allow_writes: bool, clusters: Sequence[str] = ()) -> Tool:
+def _tool(
+    op: "Operation",
+    *,
+    allow_writes: bool,
+    clusters: Sequence[str] = (),
+    made: dict[Any, Tool] | None = None,
+) -> Tool:
+    """The tool of ``op``. ``made``: tools made so far, by result model (``_made_alike``)."""
     returns = Annotated[CallToolResult, op.result]
 
     if op.confirm:
@@ -426,26 +433,50 @@ def _tool(op: "Operation", *, allow_writes: bool, clusters: Sequence[str] = ()) 
 
         fn = call
 
-    tool = Tool.from_function(
-        fn,
-        name=op.name,
-        description=_description(op, allow_writes=allow_writes),
-        annotations=_annotations(op),
-    )
+    description, annotations = _description(op, allow_writes=allow_writes), _annotations(op)
+    like = None if made is None or op.confirm else made.get(op.result)
+    if like is not None:
+        tool = _made_alike(like, fn, op.name, description, annotations)
+    else:
+        tool = Tool.from_function(fn, name=op.name, description=description,
+                                  annotations=annotations)  # fmt: skip
+        if tool.fn_metadata.output_schema is not None:
+            tool.fn_metadata.output_schema = compact_schema(tool.fn_metadata.output_schema)
+        if made is not None and not op.confirm:
+            made[op.result] = tool
     # The function above takes the arguments as one dict; publish and accept the
     # operation's own parameters instead (FuncMetadata reads arg_model on every call).
     tool.fn_metadata.arg_model = _arguments_model(op)
     tool.parameters = _input_schema(op, clusters)
-    if tool.fn_metadata.output_schema is not None:
-        tool.fn_metadata.output_schema = compact_schema(tool.fn_metadata.output_schema)
     return tool
+
+
+def _made_alike(
+    like: Tool, fn: Callable[..., Any], name: str, description: str,
+    annotations: ToolAnnotations,
+) -> Tool:  # fmt: skip
+    """The tool ``Tool.from_function`` would make of ``fn``, from ``like``: a tool made of a
+    function with the same signature and return annotation (an operation without a
+    confirmation, whose result model is the same). All ``from_function`` works out of the
+    signature is then the same (the output schema and model, no resolved parameters), and
+    working it out again (~4-5 ms a tool) was most of the time to the first ``tools/list``.
+    The metadata is copied, as each tool gets its own argument model."""
+    assert not like.resolved_params and not like.resolver_plans
+    return Tool(
+        fn=fn, name=name, title=like.title, description=description, parameters=like.parameters,
+        fn_metadata=like.fn_metadata.model_copy(), is_async=like.is_async,
+        context_kwarg=like.context_kwarg, annotations=annotations, icons=like.icons,
+        meta=like.meta,
+    )  # fmt: skip
 
 
 def _tools(*, allow_writes: bool, clusters: Sequence[str]) -> list[Tool]:
     """One tool per catalogue operation, in the catalogue's order."""
     from core.ops import catalogue
 
-    return [_tool(op, allow_writes=allow_writes, clusters=clusters) for op in catalogue().values()]
+    made: dict[Any, Tool] = {}
+    return [_tool(op, allow_writes=allow_writes, clusters=clusters, made=made)
+            for op in catalogue().values()]  # fmt: skip
 
 
 class ToolsOnFirstUse(ToolManager):

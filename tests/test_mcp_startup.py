@@ -239,3 +239,62 @@ async def test_connecting_does_not_generate_the_tools_and_listing_does(sim: Any)
         overview = await client.call_tool("pve_cluster_overview", {})
     assert len(tools) == len(catalogue())
     assert not overview.is_error
+
+
+def _described(tool: Any) -> dict[str, Any]:
+    """All of a tool the SDK reads when listing or calling it, but its function."""
+    meta = tool.fn_metadata
+    output = meta.output_model
+    return {
+        "listed": (
+            tool.name,
+            tool.title,
+            tool.description,
+            tool.parameters,
+            tool.icons,
+            tool.meta,
+            tool.annotations,
+        ),
+        "output_schema": meta.output_schema,
+        "wrap_output": meta.wrap_output,
+        "output_model": None if output is None else output.model_json_schema(),
+        "arguments": meta.arg_model.model_json_schema(),
+        # resolver plans are keyed on each tool's own resolver: how many, not which
+        "runs": (
+            tool.is_async,
+            tool.context_kwarg,
+            sorted(tool.resolved_params),
+            len(tool.resolver_plans),
+        ),
+        "function": (tool.fn.__name__, tool.fn.__annotations__.get("return")),
+    }
+
+
+@pytest.mark.parametrize("allow_writes", [False, True])
+def test_tools_made_alike_are_what_the_sdk_makes_of_each_operation(
+    monkeypatch: pytest.MonkeyPatch, allow_writes: bool
+) -> None:
+    """``_tools`` has the SDK make one tool per result model and makes the others with that
+    result alike (``_made_alike``): each must be what the SDK makes of it on its own."""
+    from mcp.server.mcpserver.tools import Tool
+
+    from mcp_server.server import _tool, _tools
+
+    made_by_sdk = []
+    from_function = Tool.from_function
+
+    def counted(*args: Any, **kwargs: Any) -> Any:  # counts, and lets the SDK do the work
+        made_by_sdk.append(kwargs.get("name"))
+        return from_function(*args, **kwargs)
+
+    monkeypatch.setattr(Tool, "from_function", counted)
+    tools = _tools(allow_writes=allow_writes, clusters=("alpha", "beta"))
+    operations = list(catalogue().values())
+    assert len(made_by_sdk) < len(tools) == len(operations)
+    alike = [op for op in operations if op.name not in made_by_sdk]
+    assert alike and not any(op.confirm for op in alike)
+    for op, tool in zip(operations, tools, strict=True):
+        alone = _tool(op, allow_writes=allow_writes, clusters=("alpha", "beta"))
+        assert _described(tool) == _described(alone), op.name
+    # each has its own metadata: giving one an argument model leaves the others alone
+    assert len({id(tool.fn_metadata) for tool in tools}) == len(tools)

@@ -10,6 +10,7 @@ request log, over real sockets.
 from __future__ import annotations
 
 import gc
+from dataclasses import replace
 from typing import Any
 
 from core.service import Labdeck
@@ -167,6 +168,11 @@ async def test_a_big_listing_has_its_table_figures_worked_out_during_the_fetch(
         for node in {g.node for g in guests}
     }  # fmt: skip
     assert len(snapshot.figures.per_node) == 4
+    # the header's summary counts from the figures what a count of the guests gives
+    running = sum(g.status == "running" for g in guests)
+    assert 0 < running < len(guests)
+    assert snapshot.summary.endswith(f"guests {running}/{len(guests)} running")
+    assert snapshot.summary == replace(snapshot, figures=None).summary
     async with make_service(make_sim(), face="tui") as service:
         assert (await fetch_snapshot(service)).figures is None
 

@@ -60,7 +60,10 @@ class ClusterSnapshot:
         nodes = self.inventory.nodes
         guests = self.inventory.guests
         online = sum(1 for n in nodes if n.status == "online")
-        running = sum(1 for g in guests if g.status == "running")
+        if self.figures is not None:  # counted in the fetch's worker thread already
+            running = sum(on_node for on_node, _ in self.figures.per_node.values())
+        else:
+            running = sum(1 for g in guests if g.status == "running")
         return f"nodes {online}/{len(nodes)} · guests {running}/{len(guests)} running"
 
 

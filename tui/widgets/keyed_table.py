@@ -426,8 +426,8 @@ class KeyedTable(DataTable[Cell]):
                 lines = self._placed_cell(
                     row_index, column_index, renderables[column_index], width, pre, post
                 )
-                if lines is None:
-                    lines = self._render_cell(
+                if lines is None:  # DataTable's way (it caches the cell under the same key)
+                    lines = super()._render_cell(
                         row_index, column_index, row_style, width, cursor, hover
                     )
                 else:
@@ -481,10 +481,6 @@ class KeyedTable(DataTable[Cell]):
         height = self.styles.height
         if height is not None and not height.is_auto and self._container_size:
             self._refresh_scrollbars()
-            if self.show_vertical_scrollbar and self._vertical_scrollbar is not None:
-                # what laying out the scroll bar sets; set during the frame, its thumb
-                # would be repainted in a frame of its own
-                self._vertical_scrollbar.window_virtual_size = self.virtual_size.height
 
     def after_sync(self) -> None:
         """Hook: reorder rows once they are in step (e.g. sort)."""

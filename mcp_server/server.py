@@ -434,7 +434,8 @@ def _tool(
         fn = call
 
     description, annotations = _description(op, allow_writes=allow_writes), _annotations(op)
-    like = None if made is None or op.confirm else made.get(op.result)
+    alike = made if made is not None and not op.confirm else None  # a resolver is per tool
+    like = None if alike is None else alike.get(op.result)
     if like is not None:
         tool = _made_alike(like, fn, op.name, description, annotations)
     else:
@@ -442,8 +443,8 @@ def _tool(
                                   annotations=annotations)  # fmt: skip
         if tool.fn_metadata.output_schema is not None:
             tool.fn_metadata.output_schema = compact_schema(tool.fn_metadata.output_schema)
-        if made is not None and not op.confirm:
-            made[op.result] = tool
+        if alike is not None:
+            alike[op.result] = tool
     # The function above takes the arguments as one dict; publish and accept the
     # operation's own parameters instead (FuncMetadata reads arg_model on every call).
     tool.fn_metadata.arg_model = _arguments_model(op)

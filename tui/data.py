@@ -137,18 +137,18 @@ async def fetch_cluster(
     ``overview``: those of an earlier refresh, kept instead of asking for them again."""
     inventory = await service.inventory()
     guests = inventory.guests
-    figures = (asyncio.to_thread(guest_figures, guests)
-               if len(guests) > FIGURES_IN_THREAD else _none())  # fmt: skip
-    fresh_pools, fresh_overview, guest_figures_ = await asyncio.gather(
+    figuring = (asyncio.to_thread(guest_figures, guests)
+                if len(guests) > FIGURES_IN_THREAD else _none())  # fmt: skip
+    fresh_pools, fresh_overview, figures = await asyncio.gather(
         _soft(service, "pve_list_pools") if pools is None else _none(),
         _soft(service, "pve_cluster_overview") if overview is None else _none(),
-        figures,
+        figuring,
     )
     return ClusterSnapshot(
         inventory=inventory,
         pools=fresh_pools.pools if isinstance(fresh_pools, PoolList) else pools,
         overview=fresh_overview if isinstance(fresh_overview, ClusterOverview) else overview,
-        figures=guest_figures_,
+        figures=figures,
     )
 
 
